@@ -1,0 +1,71 @@
+"""Errors → RFC 9457 problem+json, in one place.
+
+Clients get a stable ``type`` URI, a human ``detail`` and the request id; internals (stack traces,
+SQL, key ids) only go to the server log under that request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pactvault.errors import PactvaultError
+
+log = logging.getLogger("pactvault.api")
+PROBLEM_BASE = "https://pactvault.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    request: Request, status: int, slug: str, title: str, detail: str, **extra: object
+) -> JSONResponse:
+    body = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(PactvaultError)
+    async def _pactvault_error(request: Request, exc: PactvaultError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), exc)
+        return problem(request, exc.status, exc.slug, exc.title, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        return problem(
+            request,
+            422,
+            "invalid-input",
+            "Invalid input",
+            "the request is not valid",
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+            exc.status_code, "http-error"
+        )
+        return problem(request, exc.status_code, slug, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in request %s", getattr(request.state, "request_id", "-"))
+        return problem(request, 500, "internal", "Internal error", "an internal error occurred")

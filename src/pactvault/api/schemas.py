@@ -1,0 +1,193 @@
+"""Request and response bodies of the REST API (these shape /openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pactvault.store.models import Contract, DocumentRevision, Signer
+
+
+class SignerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    email: str = Field(min_length=3, max_length=320)
+    organisation: str | None = Field(default=None, max_length=64)
+    routing_order: int = Field(default=1, ge=1, le=50, description="Same number = parallel group")
+    page: int = Field(default=-1, description="0-based page of the signature field; -1 = last")
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="x1, y1, x2, y2 in PDF points; omitted = placed automatically"
+    )
+
+
+class ContractMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    message: str | None = Field(default=None, max_length=4000)
+    expires_at: datetime | None = None
+    signers: list[SignerIn] = Field(min_length=1, max_length=50)
+    send: bool = Field(default=False, description="Send immediately after creating")
+
+
+class SignerOut(BaseModel):
+    id: str
+    name: str
+    email: str
+    organisation: str | None
+    routing_order: int
+    status: str
+    field_name: str
+    viewed_at: datetime | None
+    signed_at: datetime | None
+    declined_at: datetime | None
+
+    @classmethod
+    def of(cls, s: Signer) -> SignerOut:
+        return cls(
+            id=s.id,
+            name=s.name,
+            email=s.email,
+            organisation=s.organisation,
+            routing_order=s.routing_order,
+            status=s.status,
+            field_name=s.field_name,
+            viewed_at=s.viewed_at,
+            signed_at=s.signed_at,
+            declined_at=s.declined_at,
+        )
+
+
+class RevisionOut(BaseModel):
+    version: int
+    kind: str
+    sha256: str
+    size: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: DocumentRevision) -> RevisionOut:
+        return cls(
+            version=r.version,
+            kind=r.kind,
+            sha256=r.plaintext_sha256,
+            size=r.plaintext_size,
+            created_at=r.created_at,
+        )
+
+
+class ContractOut(BaseModel):
+    id: str
+    title: str
+    status: str
+    status_reason: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime | None
+    current_version: int
+    warnings: list[str]
+    signers: list[SignerOut]
+    revisions: list[RevisionOut]
+
+    @classmethod
+    def of(cls, c: Contract) -> ContractOut:
+        return cls(
+            id=c.id,
+            title=c.title,
+            status=c.status,
+            status_reason=c.status_reason,
+            created_at=c.created_at,
+            sent_at=c.sent_at,
+            completed_at=c.completed_at,
+            expires_at=c.expires_at,
+            current_version=c.current_version,
+            warnings=list(c.content_warnings or []),
+            signers=[SignerOut.of(s) for s in c.signers],
+            revisions=[RevisionOut.of(r) for r in c.revisions],
+        )
+
+
+class ContractPage(BaseModel):
+    items: list[ContractOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class VoidIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of what you read")
+    consent: bool = Field(description="Must be true: you agree to sign electronically")
+    consent_text: str | None = Field(default=None, max_length=4000)
+    reason: str | None = Field(default=None, max_length=200)
+    signature_image_base64: str | None = Field(
+        default=None, max_length=2_000_000, description="PNG/JPEG of a handwritten signature"
+    )
+    locale: str = Field(default="zh-CN", pattern=r"^(zh-CN|en)$")
+
+
+class SignerView(BaseModel):
+    contract_id: str
+    title: str
+    message: str | None
+    status: str
+    signer: SignerOut
+    parties: list[SignerOut]
+    document_sha256: str
+    consent_text: str
+
+
+class SignatureOut(BaseModel):
+    id: str
+    contract_id: str
+    signer_id: str
+    revision_version: int
+    certificate_serial: str
+    timestamp_time: datetime
+    document_sha256: str
+
+
+class SetupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    setup_token: str = Field(min_length=10, max_length=200)
+    organisation_name: str = Field(min_length=1, max_length=200)
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1)
+    expires_in_days: int | None = Field(default=90, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="Shown once; only its hash is stored")
+    token_id: str
+    org_id: str
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    occurred_at: datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+    entry_hash: str

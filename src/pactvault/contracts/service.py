@@ -1,0 +1,905 @@
+"""Contract lifecycle: create from a PDF, send, sign in order, decline, void, expire.
+
+Every public method is one unit of work: the database rows, the audit entry and (for signing)
+the new encrypted revision either all land or none does. A blob written for a transaction that
+then fails is deleted before the error propagates, so a failure leaves no orphan.
+
+Interfaces (API, CLI, pages) call these methods and never touch the tables themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from pyhanko.sign.timestamps import TimeStamper
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from pactvault.audit.journal import Actor, record
+from pactvault.config import Settings
+from pactvault.contracts.notify import Mailer, Message
+from pactvault.contracts.states import (
+    OPEN_FOR_SIGNING,
+    ContractStateError,
+    Status,
+    check_transition,
+)
+from pactvault.crypto.hashing import sha256_hex
+from pactvault.errors import ConflictError, InvalidInputError, NotFoundError, PactvaultError
+from pactvault.keys.service import KeyService
+from pactvault.pdf.evidence import last_signature_evidence
+from pactvault.pdf.inspect import PdfFacts, enforce_active_content_policy, inspect_pdf
+from pactvault.pdf.sign import (
+    Appearance,
+    RevocationMaterial,
+    SignatureField,
+    prepare_fields,
+    sign_pdf,
+)
+from pactvault.pdf.signer import KeySigner
+from pactvault.pki.authority import PLATFORM_ORG, CertificateAuthority
+from pactvault.pki.ca import certificate_fingerprint
+from pactvault.pki.identity import SubjectIdentity
+from pactvault.store.base import utcnow
+from pactvault.store.blobs import EncryptedBlobStore, StoredObject
+from pactvault.store.db import Database
+from pactvault.store.models import Contract, DocumentRevision, Signature, Signer
+from pactvault.tokens import SIGNING_PREFIX, new_token, token_digest
+
+MAX_SIGNERS = 50
+MAX_TITLE = 300
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DEFAULT_CONSENT_TEXT = (
+    "我已阅读并同意本合同的全部内容，同意使用电子签名签署，电子签名与手写签名或盖章具有同等法律效力。"
+    " / I have read and agree to the entire contract and agree to sign it electronically; my "
+    "electronic signature has the same legal effect as a handwritten signature or seal."
+)
+FIELD_WIDTH, FIELD_HEIGHT, FIELD_MARGIN = 170.0, 64.0, 36.0
+SEAL_FIELD = "pactvault-seal"
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    """One party as the sender describes them."""
+
+    name: str
+    email: str
+    organisation: str | None = None
+    routing_order: int = 1
+    page: int = -1
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class SignInput:
+    """What the signer confirms: the document they saw, and that they consent."""
+
+    document_sha256: str
+    consent: bool
+    consent_text: str = DEFAULT_CONSENT_TEXT
+    reason: str | None = None
+    image: bytes | None = None
+    locale: str = "zh-CN"
+
+
+@dataclass
+class Outcome:
+    """A finished unit of work plus the messages to deliver once it committed."""
+
+    contract: Contract
+    messages: list[Message] = field(default_factory=list)
+
+
+TimestamperFactory = Callable[[Session], TimeStamper]
+
+
+class ContractService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        keys: KeyService,
+        blobs: EncryptedBlobStore,
+        ca: CertificateAuthority,
+        timestamper: TimestamperFactory,
+        mailer: Mailer,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._blobs = blobs
+        self._ca = ca
+        self._timestamper = timestamper
+        self._mailer = mailer
+        self._settings = settings
+
+    # -- sender side ------------------------------------------------------------------------
+
+    def create(
+        self,
+        actor: Actor,
+        org_id: str,
+        *,
+        title: str,
+        pdf: bytes,
+        signers: Sequence[SignerSpec],
+        message: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Contract:
+        title = (title or "").strip()
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidInputError(f"title must be 1 to {MAX_TITLE} characters")
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InvalidInputError("expires_at must include a timezone")
+            if expires_at <= datetime.now(UTC):
+                raise InvalidInputError("expires_at must be in the future")
+        facts = inspect_pdf(pdf, max_bytes=self._settings.max_upload_bytes)
+        warnings = enforce_active_content_policy(facts, self._settings.active_content_policy)
+        if facts.has_signatures:
+            raise InvalidInputError(
+                "the PDF already carries signatures; upload the unsigned original"
+            )
+        placed = _place_fields(_validate_signers(signers), facts)
+
+        def work(session: Session, stored: list[StoredObject]) -> Contract:
+            self._keys.ensure_org_kek(session, org_id)
+            contract = Contract(
+                org_id=org_id,
+                title=title,
+                message=message,
+                status=Status.DRAFT.value,
+                created_by=actor.id or actor.type,
+                expires_at=expires_at,
+                content_warnings=warnings,
+            )
+            session.add(contract)
+            session.flush()
+            for position, (spec, page, box) in enumerate(placed, start=1):
+                session.add(
+                    Signer(
+                        contract_id=contract.id,
+                        org_id=org_id,
+                        position=position,
+                        name=spec.name.strip(),
+                        email=spec.email.strip(),
+                        organisation=spec.organisation,
+                        routing_order=spec.routing_order,
+                        field_name=f"Signature{position}",
+                        field_page=page,
+                        field_box=list(box),
+                    )
+                )
+            revision = self._store_revision(session, stored, contract, pdf, kind="original")
+            record(
+                session,
+                actor,
+                "contract.create",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={
+                    "title_sha256": sha256_hex(title.encode()),
+                    "document_sha256": revision.plaintext_sha256,
+                    "pages": facts.page_count,
+                    "signers": len(placed),
+                    "warnings": warnings,
+                },
+            )
+            return contract
+
+        return self._unit_of_work(work)
+
+    def send(self, actor: Actor, org_id: str, contract_id: str) -> Contract:
+        """Lock the signature fields into the document and invite the first signing group."""
+
+        def work(session: Session, stored: list[StoredObject]) -> Outcome:
+            contract = self._contract(session, org_id, contract_id, lock=True)
+            self._expire_if_due(session, contract)
+            check_transition(contract.status, Status.SENT)
+            original = self._current_revision(session, contract)
+            pdf = self._read(session, contract, original)
+            fields = [
+                SignatureField(name=s.field_name, page=s.field_page, box=tuple(s.field_box))  # type: ignore[arg-type]
+                for s in contract.signers
+            ]
+            # The platform's invisible completion seal is the last signature; its field carries
+            # the PDF 2.0 lock, which must exist before the first signature (see pdf.fields).
+            fields.append(SignatureField(name=SEAL_FIELD, page=-1, box=None, lock_document=True))
+            prepared = prepare_fields(pdf, fields)
+            revision = self._store_revision(session, stored, contract, prepared, kind="prepared")
+            contract.status = Status.SENT.value
+            contract.sent_at = contract.updated_at = utcnow()
+            messages = self._invite_next(session, contract)
+            record(
+                session,
+                actor,
+                "contract.send",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={"document_sha256": revision.plaintext_sha256},
+            )
+            return Outcome(contract, messages)
+
+        return self._deliver(self._unit_of_work(work))
+
+    def void(self, actor: Actor, org_id: str, contract_id: str, reason: str) -> Contract:
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInputError("a reason is required to void a contract")
+
+        def work(session: Session, _stored: list[StoredObject]) -> Contract:
+            contract = self._contract(session, org_id, contract_id, lock=True)
+            check_transition(contract.status, Status.VOIDED)
+            contract.status = Status.VOIDED.value
+            contract.status_reason = reason[:2000]
+            contract.updated_at = utcnow()
+            self._close_invitations(contract)
+            record(
+                session,
+                actor,
+                "contract.void",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={"reason": reason[:2000]},
+            )
+            return contract
+
+        return self._unit_of_work(work)
+
+    def get(self, org_id: str, contract_id: str) -> Contract:
+        with self._db.read() as session:
+            contract = self._contract(session, org_id, contract_id)
+            _ = contract.signers, contract.revisions  # load before the session closes
+            return contract
+
+    def list(
+        self, org_id: str, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Contract], int]:
+        if not 1 <= limit <= 200 or offset < 0:
+            raise InvalidInputError("limit must be 1..200 and offset >= 0")
+        if status is not None and status not in {s.value for s in Status}:
+            raise InvalidInputError(f"unknown status {status!r}")
+        with self._db.read() as session:
+            query = select(Contract).where(Contract.org_id == org_id)
+            if status:
+                query = query.where(Contract.status == status)
+            total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = (
+                session.execute(
+                    query.order_by(Contract.created_at.desc(), Contract.id)
+                    .limit(limit)
+                    .offset(offset)
+                )
+                .scalars()
+                .all()
+            )
+            for row in rows:
+                _ = row.signers
+            return list(rows), total
+
+    def download(
+        self, actor: Actor, org_id: str, contract_id: str, version: int | None = None
+    ) -> tuple[DocumentRevision, bytes]:
+        """Decrypt one revision (the latest by default); the access is audited."""
+
+        def work(session: Session, _stored: list[StoredObject]) -> tuple[DocumentRevision, bytes]:
+            contract = self._contract(session, org_id, contract_id)
+            revision = self._revision(session, contract, version)
+            data = self._read(session, contract, revision)
+            record(
+                session,
+                actor,
+                "document.download",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={"version": revision.version, "document_sha256": revision.plaintext_sha256},
+            )
+            return revision, data
+
+        return self._unit_of_work(work)
+
+    def expire_due(self, now: datetime | None = None) -> int:
+        """Move every open contract past its deadline to ``expired``; returns how many."""
+        now = now or datetime.now(UTC)
+        with self._db.read() as session:
+            due = session.execute(
+                select(Contract.id, Contract.org_id).where(
+                    Contract.status.in_([s.value for s in OPEN_FOR_SIGNING]),
+                    Contract.expires_at.is_not(None),
+                    Contract.expires_at <= now,
+                )
+            ).all()
+        for contract_id, org_id in due:
+            with self._db.write() as session:
+                self._expire_if_due(session, self._contract(session, org_id, contract_id), now)
+        return len(due)
+
+    # -- signer side ------------------------------------------------------------------------
+
+    def open_invitation(self, token: str, actor: Actor) -> tuple[Contract, Signer]:
+        """What a signer sees on opening their link; the first view is recorded."""
+
+        def work(session: Session, _stored: list[StoredObject]) -> tuple[Contract, Signer]:
+            signer = self._signer_by_token(session, token)
+            contract = signer.contract
+            first_view = signer.viewed_at is None
+            if first_view:
+                signer.viewed_at = utcnow()
+            record(
+                session,
+                _as_signer(actor, signer),
+                "signer.view" if first_view else "signer.open",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={"signer_id": signer.id},
+            )
+            _ = contract.signers, contract.revisions
+            return contract, signer
+
+        return self._unit_of_work(work)
+
+    def signer_document(self, token: str, actor: Actor) -> tuple[DocumentRevision, bytes]:
+        def work(session: Session, _stored: list[StoredObject]) -> tuple[DocumentRevision, bytes]:
+            signer = self._signer_by_token(session, token)
+            contract = signer.contract
+            revision = self._current_revision(session, contract)
+            data = self._read(session, contract, revision)
+            record(
+                session,
+                _as_signer(actor, signer),
+                "document.view",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={"version": revision.version, "document_sha256": revision.plaintext_sha256},
+            )
+            return revision, data
+
+        return self._unit_of_work(work)
+
+    def sign(self, token: str, actor: Actor, given: SignInput) -> Signature:
+        """Add this signer's PAdES signature (timestamped, B-LT) as a new encrypted revision."""
+        if not given.consent:
+            raise InvalidInputError("signing requires explicit consent")
+        if not re.fullmatch(r"[0-9a-f]{64}", given.document_sha256 or ""):
+            raise InvalidInputError(
+                "document_sha256 must be the hex SHA-256 of the document you read"
+            )
+        if not given.consent_text.strip() or len(given.consent_text) > 4000:
+            raise InvalidInputError("consent_text must be 1 to 4000 characters")
+        self._expire_by_token(token)
+
+        def work(session: Session, stored: list[StoredObject]) -> Outcome:
+            signer = self._signer_by_token(session, token, lock=True)
+            contract = signer.contract
+            if signer.status == "signed":
+                raise ConflictError("you have already signed this contract")
+            if contract.status not in OPEN_FOR_SIGNING:
+                raise ContractStateError(f"the contract is {contract.status}; it cannot be signed")
+            if signer.status != "invited":
+                raise ContractStateError(f"this signer is {signer.status} and cannot sign")
+            waiting = [
+                s.name
+                for s in contract.signers
+                if s.routing_order < signer.routing_order and s.status != "signed"
+            ]
+            if waiting:
+                raise ContractStateError("it is not your turn yet: waiting for earlier signers")
+            current = self._current_revision(session, contract)
+            if given.document_sha256 != current.plaintext_sha256:
+                raise ConflictError(
+                    "the document changed since you opened it (another party signed); "
+                    "review the current version and sign again"
+                )
+            pdf = self._read(session, contract, current)
+            others_left = [
+                s for s in contract.signers if s.id != signer.id and s.status != "signed"
+            ]
+            already_signed = any(s.status == "signed" for s in contract.signers)
+            signed_pdf, issued = self._apply_signature(
+                session, contract, signer, pdf, given, certify=not already_signed
+            )
+            revision = self._store_revision(
+                session, stored, contract, signed_pdf, kind="signed", signer_id=signer.id
+            )
+            evidence = last_signature_evidence(signed_pdf)
+            now = utcnow()
+            signer.status = "signed"
+            signer.signed_at = now  # the link can no longer sign; it still reads the document
+            signer.consent_text = given.consent_text
+            signer.consent_document_sha256 = given.document_sha256
+            signature = Signature(
+                contract_id=contract.id,
+                org_id=contract.org_id,
+                signer_id=signer.id,
+                revision_version=revision.version,
+                field_name=signer.field_name,
+                certificate_serial=issued.serial_hex,
+                signing_key_id=issued.key.key_id,
+                document_sha256_before=current.plaintext_sha256,
+                document_sha256_after=revision.plaintext_sha256,
+                timestamp_time=evidence.timestamp_time,
+                timestamp_token_sha256=evidence.timestamp_token_sha256,
+                certification=not already_signed,
+                locks_document=False,
+            )
+            session.add(signature)
+            target = Status.PARTIALLY_SIGNED if others_left else Status.COMPLETED
+            contract.status = check_transition(contract.status, target).value
+            contract.updated_at = now
+            if target is Status.COMPLETED:
+                contract.completed_at = now
+            messages = self._invite_next(session, contract) if others_left else []
+            if target is Status.COMPLETED:
+                messages += self._completion_notices(contract)
+            record(
+                session,
+                _as_signer(actor, signer),
+                "contract.sign",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={
+                    "signer_id": signer.id,
+                    "document_sha256_seen": given.document_sha256,
+                    "document_sha256_signed": revision.plaintext_sha256,
+                    "consent_text_sha256": sha256_hex(given.consent_text.encode()),
+                    "certificate_serial": issued.serial_hex,
+                    "signature_sha256": evidence.signature_sha256,
+                    "timestamp_token_sha256": evidence.timestamp_token_sha256,
+                    "timestamp_time": evidence.timestamp_time,
+                },
+            )
+            if target is Status.COMPLETED:
+                self._seal(session, stored, contract, signed_pdf)
+            session.flush()
+            return Outcome(signature, messages)  # type: ignore[arg-type]
+
+        outcome = self._unit_of_work(work)
+        self._send_all(outcome.messages)
+        return outcome.contract  # type: ignore[return-value]
+
+    def decline(self, token: str, actor: Actor, reason: str) -> Contract:
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInputError("please give a reason for declining")
+        self._expire_by_token(token)
+
+        def work(session: Session, _stored: list[StoredObject]) -> Outcome:
+            signer = self._signer_by_token(session, token, lock=True)
+            contract = signer.contract
+            if signer.status == "signed":
+                raise ConflictError("you have already signed this contract and cannot decline it")
+            check_transition(contract.status, Status.DECLINED)
+            if signer.status != "invited":
+                raise ContractStateError(f"this signer is {signer.status} and cannot decline")
+            now = utcnow()
+            signer.status = "declined"
+            signer.declined_at = now
+            signer.decline_reason = reason[:2000]
+            contract.status = Status.DECLINED.value
+            contract.status_reason = reason[:2000]
+            contract.updated_at = now
+            self._close_invitations(contract)
+            record(
+                session,
+                _as_signer(actor, signer),
+                "contract.decline",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={"signer_id": signer.id, "reason": reason[:2000]},
+            )
+            return Outcome(contract)
+
+        return self._deliver(self._unit_of_work(work))
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _apply_signature(
+        self,
+        session: Session,
+        contract: Contract,
+        signer: Signer,
+        pdf: bytes,
+        given: SignInput,
+        *,
+        certify: bool,
+    ):  # type: ignore[no-untyped-def]
+        identity = SubjectIdentity(
+            common_name=signer.name,
+            subject_id=signer.id,
+            kind="person",
+            email=signer.email,
+            organisation=signer.organisation,
+        )
+        issued = self._ca.issue(session, identity)
+        handle = self._keys.signing_key(session, PLATFORM_ORG, issued.key.key_id)
+        key_signer = KeySigner(handle.private_key(), issued.certificate, self._ca.chain(session))
+        signed = sign_pdf(
+            pdf,
+            field_name=signer.field_name,
+            signer=key_signer,
+            timestamper=self._timestamper(session),
+            appearance=Appearance(
+                signer_name=signer.name,
+                reason=(given.reason or contract.title)[:200],
+                location=None,
+                image=given.image,
+                locale="en" if given.locale == "en" else "zh-CN",
+            ),
+            certify=certify,
+            lock_document=False,
+            revocation=self._revocation_material(session),
+        )
+        return signed, issued
+
+    def _revocation_material(self, session: Session) -> RevocationMaterial:
+        """Current CRLs of both CA levels, embedded so the signature validates long-term."""
+        return RevocationMaterial(
+            crls=[
+                self._ca.crl(session, "issuing").public_bytes(serialization.Encoding.DER),
+                self._ca.crl(session, "root").public_bytes(serialization.Encoding.DER),
+            ]
+        )
+
+    def _seal(
+        self, session: Session, stored: list[StoredObject], contract: Contract, pdf: bytes
+    ) -> DocumentRevision:
+        """Close a completed contract with the platform seal: the last, locking signature."""
+        certificate, key_id = self._ca.completion_seal(session)
+        handle = self._keys.signing_key(session, PLATFORM_ORG, key_id)
+        sealed = sign_pdf(
+            pdf,
+            field_name=SEAL_FIELD,
+            signer=KeySigner(handle.private_key(), certificate, self._ca.chain(session)),
+            timestamper=self._timestamper(session),
+            appearance=Appearance(
+                signer_name=certificate.subject.rfc4514_string(),
+                reason="签署完成封存 / Completed and sealed",
+                locale="en",
+            ),
+            certify=False,
+            lock_document=True,
+            revocation=self._revocation_material(session),
+        )
+        revision = self._store_revision(session, stored, contract, sealed, kind="sealed")
+        evidence = last_signature_evidence(sealed)
+        record(
+            session,
+            Actor.system(),
+            "contract.complete",
+            object_type="contract",
+            object_id=contract.id,
+            org_id=contract.org_id,
+            details={
+                "document_sha256": revision.plaintext_sha256,
+                "seal_certificate_sha256": certificate_fingerprint(certificate),
+                "signature_sha256": evidence.signature_sha256,
+                "timestamp_token_sha256": evidence.timestamp_token_sha256,
+                "timestamp_time": evidence.timestamp_time,
+            },
+        )
+        return revision
+
+    def _unit_of_work(self, work):  # type: ignore[no-untyped-def]
+        """Run ``work(session, stored)`` in one write transaction.
+
+        ``stored`` collects blobs written during the work; if the transaction does not commit
+        they are deleted, so a failed operation never leaves an orphan behind.
+        """
+        stored: list[StoredObject] = []
+        try:
+            with self._db.write() as session:
+                return work(session, stored)
+        except StaleDataError:
+            self._discard(stored)
+            raise ConflictError("the contract was changed concurrently; please retry") from None
+        except BaseException:
+            self._discard(stored)
+            raise
+
+    def _discard(self, stored: list[StoredObject]) -> None:
+        for obj in stored:
+            try:
+                self._blobs.delete(obj)
+            except Exception:  # noqa: S112 - best effort; the orphan sweeper catches the rest
+                continue
+
+    def _store_revision(
+        self,
+        session: Session,
+        stored: list[StoredObject],
+        contract: Contract,
+        data: bytes,
+        *,
+        kind: str,
+        signer_id: str | None = None,
+    ) -> DocumentRevision:
+        version = contract.current_version + 1
+        obj = self._blobs.put(
+            session,
+            org_id=contract.org_id,
+            object_id=contract.id,
+            version=version,
+            source=io.BytesIO(data),
+        )
+        stored.append(obj)
+        revision = DocumentRevision(
+            contract_id=contract.id,
+            org_id=contract.org_id,
+            version=version,
+            kind=kind,
+            signer_id=signer_id,
+            blob_key=obj.blob_key,
+            wrapped_key=obj.wrapped_key,
+            plaintext_size=obj.plaintext_size,
+            plaintext_sha256=obj.plaintext_sha256,
+            ciphertext_sha256=obj.ciphertext_sha256,
+        )
+        session.add(revision)
+        contract.current_version = version
+        session.flush()
+        return revision
+
+    def _read(self, session: Session, contract: Contract, revision: DocumentRevision) -> bytes:
+        return self._blobs.read(
+            session,
+            org_id=contract.org_id,
+            object_id=contract.id,
+            version=revision.version,
+            stored=_stored_of(revision),
+        )
+
+    def _contract(
+        self, session: Session, org_id: str, contract_id: str, *, lock: bool = False
+    ) -> Contract:
+        query = select(Contract).where(Contract.id == contract_id, Contract.org_id == org_id)
+        if lock:
+            query = query.with_for_update()
+        contract = session.execute(query).scalar_one_or_none()
+        if contract is None:  # another tenant's contract looks exactly like a missing one
+            raise NotFoundError("contract not found")
+        return contract
+
+    def _current_revision(self, session: Session, contract: Contract) -> DocumentRevision:
+        return self._revision(session, contract, contract.current_version)
+
+    def _revision(
+        self, session: Session, contract: Contract, version: int | None
+    ) -> DocumentRevision:
+        version = contract.current_version if version is None else version
+        revision = session.execute(
+            select(DocumentRevision).where(
+                DocumentRevision.contract_id == contract.id, DocumentRevision.version == version
+            )
+        ).scalar_one_or_none()
+        if revision is None:
+            raise NotFoundError("document revision not found")
+        return revision
+
+    def _signer_by_token(self, session: Session, token: str, *, lock: bool = False) -> Signer:
+        if not token or not token.startswith(SIGNING_PREFIX) or len(token) > 100:
+            raise NotFoundError("invitation not found or no longer valid")
+        signer = session.execute(
+            select(Signer).where(Signer.invitation_sha256 == token_digest(token))
+        ).scalar_one_or_none()
+        if signer is None:
+            raise NotFoundError("invitation not found or no longer valid")
+        if signer.invitation_expires_at and signer.invitation_expires_at <= datetime.now(UTC):
+            raise NotFoundError("invitation not found or no longer valid")
+        if lock:
+            # Lock the contract row, then re-read the signer: a concurrent request may have
+            # signed or declined between our first read and the lock (PostgreSQL).
+            self._contract(session, signer.org_id, signer.contract_id, lock=True)
+            session.refresh(signer)
+        return signer
+
+    def _expire_by_token(self, token: str) -> None:
+        """Expire the contract first (own transaction) so the refusal below is persistent."""
+        with self._db.read() as session:
+            try:
+                signer = self._signer_by_token(session, token)
+            except NotFoundError:
+                return
+            expires_at = signer.contract.expires_at
+            org_id, contract_id = signer.org_id, signer.contract_id
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            with self._db.write() as session:
+                self._expire_if_due(
+                    session, self._contract(session, org_id, contract_id, lock=True)
+                )
+            raise ContractStateError("the signing deadline has passed; the contract has expired")
+
+    def _expire_if_due(
+        self, session: Session, contract: Contract, now: datetime | None = None
+    ) -> None:
+        now = now or datetime.now(UTC)
+        if (
+            contract.expires_at is not None
+            and contract.expires_at <= now
+            and contract.status in OPEN_FOR_SIGNING
+        ):
+            contract.status = Status.EXPIRED.value
+            contract.updated_at = now
+            self._close_invitations(contract)
+            record(
+                session,
+                Actor.system(),
+                "contract.expire",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={"expires_at": contract.expires_at},
+            )
+            session.flush()
+
+    def _close_invitations(self, contract: Contract) -> None:
+        for signer in contract.signers:
+            if signer.status in ("pending", "invited"):
+                signer.status = "closed"
+
+    def _invite_next(self, session: Session, contract: Contract) -> list[Message]:
+        """Invite every signer of the lowest routing group that has not finished."""
+        unsigned = [s for s in contract.signers if s.status in ("pending", "invited")]
+        if not unsigned:
+            return []
+        group = min(s.routing_order for s in unsigned)
+        messages = []
+        expiry = datetime.now(UTC) + timedelta(days=self._settings.invitation_days)
+        if contract.expires_at is not None:
+            expiry = min(expiry, contract.expires_at)
+        for signer in unsigned:
+            if signer.routing_order != group or signer.status != "pending":
+                continue
+            token, digest = new_token(SIGNING_PREFIX)
+            signer.invitation_sha256 = digest
+            signer.invitation_expires_at = expiry
+            signer.status = "invited"
+            messages.append(self._invitation(contract, signer, token))
+            record(
+                session,
+                Actor.system(),
+                "signer.invite",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=contract.org_id,
+                details={"signer_id": signer.id, "email_sha256": sha256_hex(signer.email.encode())},
+            )
+        session.flush()
+        return messages
+
+    def _invitation(self, contract: Contract, signer: Signer, token: str) -> Message:
+        # The token travels in the URL fragment, which browsers never send to servers or logs.
+        link = f"{self._settings.public_url}/sign#{token}"
+        body = (
+            f"{signer.name}，您好：\n\n请签署合同《{contract.title}》。\n签署链接（仅限本人使用，请勿转发）：\n"
+            f"{link}\n\n"
+            f'Hello {signer.name},\n\nYou are invited to sign "{contract.title}".\n'
+            f"Your personal signing link (do not forward it):\n{link}\n"
+        )
+        return Message(
+            to=signer.email,
+            subject=f"请签署 / Please sign: {contract.title}",
+            body=body,
+            tags=(("Contract", contract.id), ("Signer", signer.id), ("Signing-Token", token)),
+        )
+
+    def _completion_notices(self, contract: Contract) -> list[Message]:
+        return [
+            Message(
+                to=s.email,
+                subject=f"合同已签署完成 / Contract completed: {contract.title}",
+                body=(
+                    f"合同《{contract.title}》已由全部签署方签署完成。\n\n"
+                    f'"{contract.title}" has been signed by every party.\n'
+                ),
+                tags=(("Contract", contract.id), ("Signer", s.id)),
+            )
+            for s in contract.signers
+        ]
+
+    def _deliver(self, outcome: Outcome) -> Contract:
+        self._send_all(outcome.messages)
+        return outcome.contract
+
+    def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._mailer.send(message)
+
+
+def _as_signer(actor: Actor, signer: Signer) -> Actor:
+    return Actor(
+        type="signer",
+        id=signer.id,
+        org_id=signer.org_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+    )
+
+
+def _stored_of(revision: DocumentRevision) -> StoredObject:
+    return StoredObject(
+        blob_key=revision.blob_key,
+        wrapped_key=revision.wrapped_key,
+        plaintext_size=revision.plaintext_size,
+        plaintext_sha256=revision.plaintext_sha256,
+        ciphertext_sha256=revision.ciphertext_sha256,
+    )
+
+
+def _validate_signers(signers: Sequence[SignerSpec]) -> list[SignerSpec]:
+    if not signers:
+        raise InvalidInputError("a contract needs at least one signer")
+    if len(signers) > MAX_SIGNERS:
+        raise InvalidInputError(f"at most {MAX_SIGNERS} signers per contract")
+    seen: set[str] = set()
+    for index, spec in enumerate(signers, start=1):
+        # Names and organisations go into X.509 subjects, where 64 characters is the limit.
+        if not isinstance(spec.name, str) or not spec.name.strip() or len(spec.name.strip()) > 64:
+            raise InvalidInputError(f"signer {index}: name must be 1 to 64 characters")
+        if spec.organisation is not None and len(spec.organisation) > 64:
+            raise InvalidInputError(f"signer {index}: organisation must be at most 64 characters")
+        if (
+            not isinstance(spec.email, str)
+            or not spec.email.strip().isascii()
+            or not EMAIL_RE.match(spec.email.strip())
+        ):
+            raise InvalidInputError(f"signer {index}: {spec.email!r} is not an email address")
+        if spec.email.strip().lower() in seen:
+            raise InvalidInputError(f"signer {index}: {spec.email} appears twice")
+        seen.add(spec.email.strip().lower())
+        if not isinstance(spec.routing_order, int) or not 1 <= spec.routing_order <= MAX_SIGNERS:
+            raise InvalidInputError(f"signer {index}: routing_order must be 1..{MAX_SIGNERS}")
+    return list(signers)
+
+
+def _place_fields(
+    signers: Sequence[SignerSpec], facts: PdfFacts
+) -> list[tuple[SignerSpec, int, tuple[float, float, float, float]]]:
+    """Resolve each signer's page and box; place missing boxes in a row on the chosen page."""
+    placed = []
+    for index, spec in enumerate(signers):
+        page = spec.page if spec.page >= 0 else facts.page_count + spec.page
+        if not 0 <= page < facts.page_count:
+            raise InvalidInputError(
+                f"signer {index + 1}: page {spec.page} does not exist (the PDF has "
+                f"{facts.page_count} pages)"
+            )
+        width, height = facts.page_sizes[page]
+        if spec.box is None:
+            per_row = max(1, int((width - FIELD_MARGIN) // (FIELD_WIDTH + 10)))
+            col, row = index % per_row, index // per_row
+            x1 = FIELD_MARGIN + col * (FIELD_WIDTH + 10)
+            y1 = FIELD_MARGIN + row * (FIELD_HEIGHT + 10)
+            box = (x1, y1, x1 + FIELD_WIDTH, y1 + FIELD_HEIGHT)
+        else:
+            box = tuple(float(v) for v in spec.box)  # type: ignore[assignment]
+            x1, y1, x2, y2 = box
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                raise InvalidInputError(
+                    f"signer {index + 1}: the signature box is outside the page"
+                )
+        placed.append((spec, page, box))
+    return placed
+
+
+__all__ = [
+    "DEFAULT_CONSENT_TEXT",
+    "ContractService",
+    "ContractStateError",
+    "PactvaultError",
+    "SignInput",
+    "SignerSpec",
+]

@@ -1,0 +1,120 @@
+"""Wiring: one object that builds every service of an instance from its ``Settings``.
+
+The API, the CLI, background jobs and tests all obtain their services here, so they run the same
+code with the same collaborators (the Warehouse pattern: services behind interfaces, assembled in
+one place).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyhanko.sign.timestamps import TimeStamper
+from sqlalchemy.orm import Session
+
+from pactvault.config import Settings
+from pactvault.contracts.notify import Mailer, OutboxMailer
+from pactvault.contracts.service import ContractService
+from pactvault.errors import KeyServiceError
+from pactvault.identity.tokens import TokenService
+from pactvault.keys.local import LocalKeyService, LocalKeyStore
+from pactvault.pki.authority import CertificateAuthority
+from pactvault.store import migrate
+from pactvault.store.blobs import EncryptedBlobStore, FilesystemBlobStore
+from pactvault.store.db import Database
+from pactvault.tsa.authority import TimestampAuthority
+from pactvault.tsa.client import http_timestamper, local_timestamper
+
+
+@dataclass
+class InitResult:
+    created: bool
+    setup_token: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Platform:
+    def __init__(
+        self, settings: Settings, key_store: LocalKeyStore, *, mailer: Mailer | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = Database.from_url(settings.resolved_database_url)
+        self.keys = LocalKeyService(key_store)
+        self.blob_store = FilesystemBlobStore(settings.blob_dir)
+        self.blobs = EncryptedBlobStore(self.blob_store, self.keys)
+        self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
+        self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
+        self.tokens = TokenService(self.db)
+        self._tsa: TimestampAuthority | None = None
+        self._tsa_lock = threading.Lock()
+        self.contracts = ContractService(
+            db=self.db,
+            keys=self.keys,
+            blobs=self.blobs,
+            ca=self.ca,
+            timestamper=self.timestamper,
+            mailer=self.mailer,
+            settings=settings,
+        )
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def initialise(
+        cls, settings: Settings, *, mailer: Mailer | None = None
+    ) -> tuple[Platform, InitResult]:
+        """First start (idempotent): data directory, root key, schema, CA + TSA, setup token."""
+        _private_dir(settings.home)
+        key_store = LocalKeyStore(settings.key_dir, settings.passphrase)
+        created = not key_store.exists()
+        if created:
+            key_store.initialise()
+        key_store.open()
+        warnings = [key_store.warning] if getattr(key_store, "warning", None) else []
+        platform = cls(settings, key_store, mailer=mailer)
+        migrate.upgrade(platform.db.engine)
+        with platform.db.write() as session:
+            platform.ca.initialise(session)
+        token = platform.tokens.create_setup_token()
+        return platform, InitResult(created=created, setup_token=token, warnings=warnings)
+
+    @classmethod
+    def open(cls, settings: Settings, *, mailer: Mailer | None = None) -> Platform:
+        """Open an initialised instance; refuses (clearly) if ``pactvault init`` never ran."""
+        key_store = LocalKeyStore(settings.key_dir, settings.passphrase)
+        if not key_store.exists():
+            raise KeyServiceError(
+                f"no pactvault instance in {settings.home} (run `pactvault init` first)"
+            )
+        key_store.open()
+        platform = cls(settings, key_store, mailer=mailer)
+        migrate.upgrade(platform.db.engine)
+        with platform.db.read() as session:
+            if not platform.ca.is_initialised(session):
+                raise KeyServiceError("the certificate authority is missing (run `pactvault init`)")
+        return platform
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- timestamps -------------------------------------------------------------------------
+
+    def timestamper(self, session: Session) -> TimeStamper:
+        """The TSA signatures use: an external one if configured, else our built-in authority."""
+        if self.settings.tsa_url:
+            return http_timestamper(self.settings.tsa_url)
+        return local_timestamper(self.timestamp_authority(session))
+
+    def timestamp_authority(self, session: Session) -> TimestampAuthority:
+        with self._tsa_lock:
+            if self._tsa is None:
+                self._tsa = self.ca.timestamp_authority(session)
+            return self._tsa
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)

@@ -1,0 +1,471 @@
+"""The contract lifecycle end to end, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from pactvault.audit.journal import Actor, verify_chain
+from pactvault.contracts.notify import MemoryMailer
+from pactvault.contracts.service import SignerSpec, SignInput
+from pactvault.contracts.states import ContractStateError
+from pactvault.demo import sample_pdf
+from pactvault.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PdfRejectedError,
+    TimestampUnavailableError,
+)
+from pactvault.pdf.validate import verify_pdf
+from pactvault.platform import Platform
+from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Organisation, Signer
+from pactvault.tsa.client import http_timestamper
+
+SENDER = Actor(type="api-token", id="test-token", ip="192.0.2.10", user_agent="pytest")
+SIGNER_CLIENT = Actor(type="anonymous", ip="198.51.100.7", user_agent="pytest-signer")
+PDF = sample_pdf()
+
+
+def make_org(platform: Platform, name: str = "Example Ltd") -> str:
+    with platform.db.write() as session:
+        org = Organisation(name=name)
+        session.add(org)
+        session.flush()
+        return org.id
+
+
+def tokens(mailer: MemoryMailer, contract_id: str) -> dict[str, str]:
+    """Signer id → signing token, from the invitations 'delivered' so far."""
+    found = {}
+    for message in mailer.messages:
+        tags = dict(message.tags)
+        if tags.get("Contract") == contract_id and "Signing-Token" in tags:
+            found[tags["Signer"]] = tags["Signing-Token"]
+    return found
+
+
+def seen_digest(platform: Platform, token: str) -> str:
+    """Open the invitation as the signer does; returns the hash of the document shown."""
+    contract, _ = platform.contracts.open_invitation(token, SIGNER_CLIENT)
+    return contract.revisions[-1].plaintext_sha256
+
+
+def sign_as(platform: Platform, token: str, digest: str | None = None) -> object:
+    given = SignInput(document_sha256=digest or seen_digest(platform, token), consent=True)
+    return platform.contracts.sign(token, SIGNER_CLIENT, given)
+
+
+def counts(platform: Platform) -> tuple[int, int, int, int]:
+    with platform.db.read() as session:
+        return (
+            session.execute(select(func.count()).select_from(Contract)).scalar_one(),
+            session.execute(select(func.count()).select_from(DocumentRevision)).scalar_one(),
+            session.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
+            len(list(platform.blob_store.keys())),
+        )
+
+
+def new_contract(platform: Platform, org: str, signers: list[SignerSpec], **kw: object):  # type: ignore[no-untyped-def]
+    return platform.contracts.create(
+        SENDER, org, title="租赁合同 Lease", pdf=PDF, signers=signers, **kw
+    )
+
+
+TWO = [
+    SignerSpec(name="张三", email="zhang@example.com", organisation="甲方公司", routing_order=1),
+    SignerSpec(name="Bob Li", email="bob@example.com", organisation="Bob Co", routing_order=2),
+]
+
+
+def test_two_parties_sign_in_order_and_the_result_verifies(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    assert contract.status == "draft"
+    platform.contracts.send(SENDER, org, contract.id)
+    contract = platform.contracts.get(org, contract.id)
+    assert contract.status == "sent"
+    first, second = contract.signers
+    invited = tokens(mailer, contract.id)
+    assert set(invited) == {first.id}, "only the first routing group is invited"
+
+    sign_as(platform, invited[first.id])
+    contract = platform.contracts.get(org, contract.id)
+    assert contract.status == "partially_signed"
+    invited = tokens(mailer, contract.id)
+    assert set(invited) == {first.id, second.id}
+
+    sign_as(platform, invited[second.id])
+    contract = platform.contracts.get(org, contract.id)
+    assert contract.status == "completed"
+    kinds = [r.kind for r in contract.revisions]
+    assert kinds == ["original", "prepared", "signed", "signed", "sealed"]
+    assert [s.status for s in contract.signers] == ["signed", "signed"]
+
+    _, signed = platform.contracts.download(SENDER, org, contract.id)
+    with platform.db.read() as session:
+        root = platform.ca.root_certificate(session)
+    report = verify_pdf(signed, trust_roots=[root])
+    assert report.valid, report.to_dict()
+    assert [s.signer_name for s in report.signatures] == [
+        "张三",
+        "Bob Li",
+        "pactvault Completion Seal",
+    ]
+    assert report.signatures[0].is_certification
+    assert [s.signer_email for s in report.signatures[:2]] == [
+        "zhang@example.com",
+        "bob@example.com",
+    ]
+    assert report.signatures[-1].coverage == "entire-file"
+    assert not any(s.modified_after for s in report.signatures)
+    assert all(s.timestamp_valid and s.trusted and s.intact for s in report.signatures)
+
+    # Every earlier revision is a byte prefix of the next: signatures are incremental.
+    revisions = [
+        platform.contracts.download(SENDER, org, contract.id, r.version)[1]
+        for r in contract.revisions
+    ]
+    for older, newer in itertools.pairwise(revisions):
+        assert newer.startswith(older)
+
+    with platform.db.read() as session:
+        assert verify_chain(session).ok
+        actions = (
+            session.execute(
+                select(AuditEvent.action)
+                .where(AuditEvent.object_id == contract.id)
+                .order_by(AuditEvent.seq)
+            )
+            .scalars()
+            .all()
+        )
+        signed_events = (
+            session.execute(select(AuditEvent).where(AuditEvent.action == "contract.sign"))
+            .scalars()
+            .all()
+        )
+    assert actions[:3] == ["contract.create", "signer.invite", "contract.send"]
+    assert actions.count("contract.sign") == 2
+    last_sign = len(actions) - 1 - actions[::-1].index("contract.sign")
+    assert actions[last_sign + 1] == "contract.complete"
+    assert "document.download" in actions
+    assert {e.ip for e in signed_events} == {"198.51.100.7"}
+    assert all(e.details["document_sha256_seen"] for e in signed_events)
+    completion = [m for m in mailer.messages if "completed" in m.subject]
+    assert {m.to for m in completion} == {"zhang@example.com", "bob@example.com"}
+
+
+def test_parallel_group_signs_in_any_order_before_the_next_group(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    org = make_org(platform)
+    signers = [
+        SignerSpec(name="A", email="a@example.com", routing_order=1),
+        SignerSpec(name="B", email="b@example.com", routing_order=1),
+        SignerSpec(name="C", email="c@example.com", routing_order=2),
+    ]
+    contract = new_contract(platform, org, signers)
+    platform.contracts.send(SENDER, org, contract.id)
+    a, b, c = platform.contracts.get(org, contract.id).signers
+    invited = tokens(mailer, contract.id)
+    assert set(invited) == {a.id, b.id}
+    sign_as(platform, invited[b.id])
+    assert c.id not in tokens(mailer, contract.id)
+    sign_as(platform, invited[a.id])
+    sign_as(platform, tokens(mailer, contract.id)[c.id])
+    assert platform.contracts.get(org, contract.id).status == "completed"
+
+
+def test_signer_cannot_sign_before_earlier_groups(platform: Platform, mailer: MemoryMailer) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    second = platform.contracts.get(org, contract.id).signers[1]
+    # Give the second signer a live link early (as a mistaken resend would).
+    from pactvault.tokens import SIGNING_PREFIX, new_token
+
+    token, digest = new_token(SIGNING_PREFIX)
+    with platform.db.write() as session:
+        row = session.get(Signer, second.id)
+        row.invitation_sha256, row.status = digest, "invited"
+    digest = seen_digest(platform, token)
+    before = counts(platform)
+    with pytest.raises(ContractStateError, match="not your turn"):
+        sign_as(platform, token, digest)
+    assert counts(platform) == before
+
+
+def test_second_signature_by_the_same_signer_is_refused(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    digest = platform.contracts.get(org, contract.id).revisions[-1].plaintext_sha256
+    sign_as(platform, token)
+    before = counts(platform)
+    with pytest.raises(ConflictError, match="already signed"):
+        platform.contracts.sign(
+            token, SIGNER_CLIENT, SignInput(document_sha256=digest, consent=True)
+        )
+    assert counts(platform) == before
+
+
+def test_voided_contract_cannot_be_signed_or_voided_again(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    platform.contracts.void(SENDER, org, contract.id, "wrong counterparty")
+    assert platform.contracts.get(org, contract.id).status == "voided"
+    with pytest.raises(ContractStateError, match="voided"):
+        sign_as(platform, token)
+    with pytest.raises(ContractStateError, match="voided"):
+        platform.contracts.void(SENDER, org, contract.id, "again")
+    with pytest.raises(ContractStateError):
+        platform.contracts.send(SENDER, org, contract.id)
+    with pytest.raises(InvalidInputError):
+        platform.contracts.void(SENDER, org, contract.id, "  ")
+
+
+def test_decline_ends_the_contract(platform: Platform, mailer: MemoryMailer) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    with pytest.raises(InvalidInputError, match="reason"):
+        platform.contracts.decline(token, SIGNER_CLIENT, "")
+    platform.contracts.decline(token, SIGNER_CLIENT, "价格不对 / price is wrong")
+    contract = platform.contracts.get(org, contract.id)
+    assert contract.status == "declined"
+    assert contract.status_reason == "价格不对 / price is wrong"
+    assert [s.status for s in contract.signers] == ["declined", "closed"]
+    with pytest.raises(ContractStateError):
+        sign_as(platform, token)
+    with pytest.raises(ContractStateError):
+        platform.contracts.void(SENDER, org, contract.id, "too late")
+
+
+def test_draft_cannot_be_signed_and_sending_twice_is_refused(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    assert tokens(mailer, contract.id) == {}
+    platform.contracts.send(SENDER, org, contract.id)
+    with pytest.raises(ContractStateError, match="sent cannot become sent"):
+        platform.contracts.send(SENDER, org, contract.id)
+
+
+def test_expired_contract_refuses_signatures(platform: Platform, mailer: MemoryMailer) -> None:
+    org = make_org(platform)
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    contract = new_contract(platform, org, TWO, expires_at=soon)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    with platform.db.write() as session:
+        session.get(Contract, contract.id).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(ContractStateError, match="expired"):
+        sign_as(platform, token)
+    assert platform.contracts.get(org, contract.id).status == "expired"
+    with pytest.raises(InvalidInputError, match="future"):
+        new_contract(platform, org, TWO, expires_at=datetime.now(UTC) - timedelta(days=1))
+
+
+def test_expiry_sweep(platform: Platform, mailer: MemoryMailer) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO, expires_at=datetime.now(UTC) + timedelta(days=1))
+    platform.contracts.send(SENDER, org, contract.id)
+    assert platform.contracts.expire_due(datetime.now(UTC)) == 0
+    assert platform.contracts.expire_due(datetime.now(UTC) + timedelta(days=2)) == 1
+    assert platform.contracts.get(org, contract.id).status == "expired"
+
+
+def test_signing_what_was_not_seen_is_refused(platform: Platform, mailer: MemoryMailer) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    before = counts(platform)
+    with pytest.raises(ConflictError, match="changed since you opened it"):
+        platform.contracts.sign(
+            token, SIGNER_CLIENT, SignInput(document_sha256="0" * 64, consent=True)
+        )
+    with pytest.raises(InvalidInputError, match="consent"):
+        platform.contracts.sign(
+            token, SIGNER_CLIENT, SignInput(document_sha256="0" * 64, consent=False)
+        )
+    assert counts(platform) == before
+
+
+def test_no_timestamp_means_no_signature_and_no_trace(
+    platform: Platform, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    token = next(iter(tokens(mailer, contract.id).values()))
+    # A TSA that cannot be reached: closed loopback port.
+    monkeypatch.setattr(
+        platform.contracts,
+        "_timestamper",
+        lambda session: http_timestamper("http://127.0.0.1:9/tsa", timeout=2),
+    )
+    digest = seen_digest(platform, token)
+    before = counts(platform)
+    with pytest.raises(TimestampUnavailableError):
+        sign_as(platform, token, digest)
+    assert counts(platform) == before, "no revision, blob or audit entry may remain"
+    contract = platform.contracts.get(org, contract.id)
+    assert contract.status == "sent"
+    assert contract.signers[0].status == "invited"
+
+
+def test_other_tenants_contracts_look_missing(platform: Platform, mailer: MemoryMailer) -> None:
+    mine, theirs = make_org(platform, "Mine"), make_org(platform, "Theirs")
+    contract = new_contract(platform, theirs, TWO)
+    for call in (
+        lambda: platform.contracts.get(mine, contract.id),
+        lambda: platform.contracts.download(SENDER, mine, contract.id),
+        lambda: platform.contracts.send(SENDER, mine, contract.id),
+        lambda: platform.contracts.void(SENDER, mine, contract.id, "x"),
+    ):
+        with pytest.raises(NotFoundError) as theirs_error:
+            call()
+        with pytest.raises(NotFoundError) as missing_error:
+            platform.contracts.get(mine, "00000000-0000-0000-0000-000000000000")
+        assert theirs_error.value.detail == missing_error.value.detail
+    assert platform.contracts.list(mine) == ([], 0)
+    assert platform.contracts.list(theirs)[1] == 1
+
+
+def test_unknown_invitation_tokens(platform: Platform) -> None:
+    for token in ("", "pvs_nope", "pva_" + "x" * 43, "pvs_" + "x" * 500):
+        with pytest.raises(NotFoundError):
+            platform.contracts.open_invitation(token, SIGNER_CLIENT)
+
+
+@pytest.mark.parametrize(
+    "data,error,reason",
+    [
+        (b"", PdfRejectedError, "empty"),
+        (b"hello, this is not a PDF at all", PdfRejectedError, "not a PDF"),
+        (PDF[: len(PDF) // 2], PdfRejectedError, "parse|corrupt|damaged|read"),
+        (b"%PDF-1.7\n" + b"\0" * (6 * 1024 * 1024), PayloadTooLargeError, "limit|large"),
+    ],
+    ids=["empty", "not-pdf", "truncated", "oversized"],
+)
+def test_bad_uploads_leave_nothing_behind(
+    platform: Platform, data: bytes, error: type[Exception], reason: str
+) -> None:
+    org = make_org(platform)
+    before = counts(platform)
+    with pytest.raises(error, match=reason):
+        platform.contracts.create(SENDER, org, title="x", pdf=data, signers=TWO)
+    assert counts(platform) == before
+
+
+@pytest.mark.parametrize(
+    "signers,message",
+    [
+        ([], "at least one signer"),
+        ([SignerSpec(name="", email="a@example.com")], "name"),
+        ([SignerSpec(name="A", email="not-an-email")], "email"),
+        (
+            [
+                SignerSpec(name="A", email="a@example.com"),
+                SignerSpec(name="B", email="A@example.com"),
+            ],
+            "twice",
+        ),
+        ([SignerSpec(name="A", email="a@example.com", page=7)], "page 7 does not exist"),
+        ([SignerSpec(name="A", email="a@example.com", box=(0, 0, 9000, 10))], "outside the page"),
+    ],
+)
+def test_bad_signer_lists(platform: Platform, signers: list[SignerSpec], message: str) -> None:
+    org = make_org(platform)
+    before = counts(platform)
+    with pytest.raises(InvalidInputError, match=message):
+        platform.contracts.create(SENDER, org, title="x", pdf=PDF, signers=signers)
+    with pytest.raises(InvalidInputError, match="title"):
+        platform.contracts.create(SENDER, org, title=" ", pdf=PDF, signers=TWO)
+    assert counts(platform) == before
+
+
+def test_altered_ciphertext_is_an_integrity_error(platform: Platform) -> None:
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    revision = platform.contracts.get(org, contract.id).revisions[-1]
+    path = platform.settings.blob_dir / revision.blob_key
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError):
+        platform.contracts.download(SENDER, org, contract.id)
+
+
+def test_nothing_readable_at_rest(platform: Platform, mailer: MemoryMailer) -> None:
+    """The data directory (and the PostgreSQL dump) holds no plaintext document or key."""
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    sign_as(platform, next(iter(tokens(mailer, contract.id).values())))
+    contract = platform.contracts.get(org, contract.id)
+
+    from cryptography.hazmat.primitives import serialization
+
+    from pactvault.keys.service import WrappedKey
+    from pactvault.pki.authority import PLATFORM_ORG
+    from pactvault.store.models import Signature, SigningKey
+
+    secrets_to_find: list[bytes] = [b"SERVICE AGREEMENT", b"Annex A"]
+    with platform.db.read() as session:
+        for revision in contract.revisions:
+            aad = platform.blobs.aad(org_id=org, object_id=contract.id, version=revision.version)
+            secrets_to_find.append(
+                platform.keys.unwrap_data_key(
+                    session, org, WrappedKey.from_bytes(revision.wrapped_key), aad=aad
+                )
+            )
+        key_ids = session.execute(select(SigningKey.id)).scalars().all()
+        for key_id in key_ids:
+            key = platform.keys.signing_key(session, PLATFORM_ORG, key_id).private_key()
+            secrets_to_find.append(
+                key.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            secrets_to_find.append(key.private_numbers().private_value.to_bytes(32, "big"))
+        assert session.execute(select(Signature)).scalars().first() is not None
+    platform.close()
+
+    blobs = [p.read_bytes() for p in platform.settings.home.rglob("*") if p.is_file()]
+    if platform.db.engine.dialect.name == "postgresql":
+        import subprocess
+
+        url = platform.db.engine.url
+        dump = subprocess.run(
+            ["pg_dump", "-h", url.host, "-p", str(url.port), "-U", url.username, url.database],
+            check=True,
+            capture_output=True,
+        ).stdout
+        assert b"CREATE TABLE" in dump
+        blobs.append(dump)
+    assert len(secrets_to_find) > 6
+    for secret in secrets_to_find:
+        for content in blobs:
+            assert secret not in content
+            assert secret.hex().encode() not in content
