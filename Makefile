@@ -7,11 +7,11 @@ run:
 
 test:
 	@scripts/bootstrap.sh test
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests $(wildcard bench)
 	.venv/bin/python -m pytest
 
 lint:
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests $(wildcard bench)
 
 demo:
 	@scripts/bootstrap.sh run

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from pactvault.config import Settings
 from pactvault.contracts.notify import MemoryMailer
 from pactvault.platform import Platform
+from pactvault.store.db import Database
 
 
 def _free_port() -> int:
@@ -125,6 +126,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'pactvault.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.create_database()
+
+
+def database_bytes(database: Database) -> bytes:
+    """Everything the database holds at rest: SQLite's files, or a full ``pg_dump``."""
+    url = database.engine.url
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        files = [p for p in path.parent.glob(path.name + "*") if p.is_file()]
+        assert files, "no SQLite files found"
+        return b"".join(p.read_bytes() for p in files)
+    dump = subprocess.run(
+        ["pg_dump", "-h", url.host or "", "-p", str(url.port), "-U", url.username or "",
+         url.database or ""],
+        check=True, capture_output=True,
+    ).stdout
+    assert b"CREATE TABLE" in dump
+    return dump
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def run_pdfsig(pdf_path: Path, root_pem: bytes, workdir: Path, *, online_ocsp: b
         "pdfsig and certutil are required: `make test` installs poppler-utils and libnss3-tools"
     )
     nssdir = workdir / "nss"
-    nssdir.mkdir(exist_ok=True)
+    nssdir.mkdir(parents=True, exist_ok=True)
     root_path = workdir / "trusted-root.pem"
     root_path.write_bytes(root_pem)
     subprocess.run(["certutil", "-N", "--empty-password", "-d", f"sql:{nssdir}"], check=True)

@@ -126,8 +126,9 @@ def test_filesystem_put_is_atomic(fs: FilesystemBlobStore) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'pactvault.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    """An empty database of each supported kind (SQLite and PostgreSQL, see conftest)."""
+    database = Database.from_url(database_url)
     Base.metadata.create_all(
         database.engine, tables=[KeyEncryptionKey.__table__, SigningKey.__table__]
     )

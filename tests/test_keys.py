@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from conftest import database_bytes
 from pactvault.errors import IntegrityError, InvalidInputError, KeyServiceError, NotFoundError
 from pactvault.keys import passphrase as kdf
 from pactvault.keys.local import ROOT_KEY_FILE, UNPROTECTED_WARNING, LocalKeyService, LocalKeyStore
@@ -27,8 +28,9 @@ PASSPHRASE = "correct horse battery staple"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'db' / 'pactvault.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    """An empty database of each supported kind (SQLite and PostgreSQL, see conftest)."""
+    database = Database.from_url(database_url)
     Base.metadata.create_all(
         database.engine, tables=[KeyEncryptionKey.__table__, SigningKey.__table__]
     )
@@ -402,17 +404,14 @@ def test_no_plaintext_key_material_in_the_database_file(
                 else private.private_numbers().p.to_bytes(192, "big")
             )
     db.dispose()
-    db_files = list((tmp_path / "db").iterdir())
-    assert any(p.name == "pactvault.db" for p in db_files)
-    contents = b"".join(p.read_bytes() for p in db_files)
+    contents = database_bytes(db)
     assert len(contents) > 0
     for name, secret in secrets.items():
         assert secret not in contents, name
         assert secret.hex().encode() not in contents, name
-    # and the public keys are there, so the scan does look at the right bytes
-    assert (
-        ec_ref.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        in contents
+    # and the public keys are there, so the scan does look at the right bytes (pg_dump writes
+    # bytea as hex text, SQLite stores it raw)
+    public_der = ec_ref.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    assert public_der in contents or public_der.hex().encode() in contents

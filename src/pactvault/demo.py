@@ -74,12 +74,13 @@ def sample_pdf(lines: list[str] = SAMPLE_LINES) -> bytes:
 
 
 @contextmanager
-def serve_in_background(platform: Platform) -> Iterator[str]:
-    """Run the real API server on an ephemeral loopback port; yields its base URL."""
+def serve_in_background(platform: Platform, port: int = 0) -> Iterator[str]:
+    """Run the real API server on a loopback port (ephemeral by default); yields its URL."""
     from pactvault.api.app import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(platform), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

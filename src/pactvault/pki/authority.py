@@ -210,7 +210,8 @@ class CertificateAuthority:
 
     def issue(self, session: Session, subject: SubjectIdentity) -> IssuedCertificate:
         """A fresh key pair and certificate for one signer (or seal) — key stays wrapped."""
-        key = self._new_key(session, "seal" if subject.kind == "seal" else "signer")
+        kind = "seal" if subject.kind == "seal" else "signer"
+        key = self._new_key(session, kind)
         issuing_row = self._row(session, "issuing")
         issuing_private = self._private_by_id(session, issuing_row.signing_key_id)
         cert = profiles.issue_signer_certificate(
@@ -221,9 +222,7 @@ class CertificateAuthority:
             crl_url=self.issuing_crl_url,
             ocsp_url=self.ocsp_url,
         )
-        self._remember(
-            session, cert, subject.kind, key, issuer=self.certificate(session, "issuing")
-        )
+        self._remember(session, cert, kind, key, issuer=self.certificate(session, "issuing"))
         return IssuedCertificate(certificate=cert, key=key)
 
     def revoke(self, session: Session, serial: str, reason: x509.ReasonFlags | None = None) -> None:

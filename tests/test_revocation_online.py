@@ -1,0 +1,73 @@
+"""Revocation as an outside validator sees it: poppler's pdfsig asks our OCSP responder.
+
+The certificates carry the OCSP URL of the running server; pdfsig (through NSS) fetches the
+status over HTTP on loopback. Revoking the signer's certificate must flip pdfsig's verdict.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from pactvault.audit.journal import Actor
+from pactvault.config import Settings
+from pactvault.contracts.notify import MemoryMailer
+from pactvault.contracts.service import SignerSpec, SignInput
+from pactvault.demo import sample_pdf, serve_in_background
+from pactvault.platform import Platform
+from pactvault.store.models import Organisation
+from pdf_helpers import run_pdfsig
+
+ACTOR = Actor(type="test", ip="127.0.0.1")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Platform, MemoryMailer]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailer = MemoryMailer()
+    settings = Settings(home=tmp_path / "data", public_url=f"http://127.0.0.1:{port}")
+    platform, _ = Platform.initialise(settings, mailer=mailer)
+    with serve_in_background(platform, port=port):
+        yield platform, mailer
+    platform.close()
+
+
+def test_pdfsig_sees_good_then_revoked_over_ocsp(
+    served: tuple[Platform, MemoryMailer], tmp_path: Path
+) -> None:
+    platform, mailer = served
+    with platform.db.write() as session:
+        org = Organisation(name="Org")
+        session.add(org)
+        session.flush()
+        org_id = org.id
+    contract = platform.contracts.create(
+        ACTOR, org_id, title="T", pdf=sample_pdf(),
+        signers=[SignerSpec(name="Carol", email="carol@example.com")],
+    )
+    platform.contracts.send(ACTOR, org_id, contract.id)
+    token = dict(mailer.messages[0].tags)["Signing-Token"]
+    opened, _ = platform.contracts.open_invitation(token, ACTOR)
+    signature = platform.contracts.sign(
+        token, ACTOR, SignInput(document_sha256=opened.revisions[-1].plaintext_sha256, consent=True)
+    )
+    _, pdf = platform.contracts.download(ACTOR, org_id, contract.id)
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(pdf)
+    with platform.db.read() as session:
+        root = platform.ca.root_pem(session)
+
+    good = run_pdfsig(path, root, tmp_path / "good", online_ocsp=True)
+    assert good.count("Certificate Validation: Certificate is Trusted.") == 2, good
+
+    with platform.db.write() as session:
+        platform.ca.revoke(session, signature.certificate_serial, x509.ReasonFlags.key_compromise)
+    revoked = run_pdfsig(path, root, tmp_path / "revoked", online_ocsp=True)
+    assert "Certificate has been Revoked." in revoked, revoked
+    assert revoked.count("Certificate Validation: Certificate is Trusted.") == 1  # the seal
