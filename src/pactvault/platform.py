@@ -25,6 +25,7 @@ from pactvault.pki.authority import CertificateAuthority
 from pactvault.store import migrate
 from pactvault.store.blobs import EncryptedBlobStore, FilesystemBlobStore
 from pactvault.store.db import Database
+from pactvault.store.sweep import sweep_orphan_blobs
 from pactvault.tsa.authority import TimestampAuthority
 from pactvault.tsa.client import http_timestamper, local_timestamper
 
@@ -79,6 +80,12 @@ class Platform:
         with platform.db.write() as session:
             platform.ca.initialise(session)
         token = platform.tokens.create_setup_token()
+        swept = sweep_orphan_blobs(platform.db, platform.blob_store)
+        if swept.removed or swept.temporaries_removed:
+            warnings.append(
+                f"removed {len(swept.removed)} blob(s) and {swept.temporaries_removed} partial "
+                "write(s) left by an interrupted operation"
+            )
         return platform, InitResult(created=created, setup_token=token, warnings=warnings)
 
     @classmethod

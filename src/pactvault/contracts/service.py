@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import TimeStamper
@@ -43,7 +44,7 @@ from pactvault.pdf.sign import (
     sign_pdf,
 )
 from pactvault.pdf.signer import KeySigner
-from pactvault.pki.authority import PLATFORM_ORG, CertificateAuthority
+from pactvault.pki.authority import PLATFORM_ORG, CertificateAuthority, IssuedCertificate
 from pactvault.pki.ca import certificate_fingerprint
 from pactvault.pki.identity import SubjectIdentity
 from pactvault.store.base import utcnow
@@ -60,6 +61,7 @@ DEFAULT_CONSENT_TEXT = (
     " / I have read and agree to the entire contract and agree to sign it electronically; my "
     "electronic signature has the same legal effect as a handwritten signature or seal."
 )
+T = TypeVar("T")
 FIELD_WIDTH, FIELD_HEIGHT, FIELD_MARGIN = 170.0, 64.0, 36.0
 SEAL_FIELD = "pactvault-seal"
 
@@ -89,10 +91,13 @@ class SignInput:
 
 
 @dataclass
-class Outcome:
-    """A finished unit of work plus the messages to deliver once it committed."""
+class Outcome(Generic[T]):
+    """A finished unit of work plus the messages to deliver once it has committed.
 
-    contract: Contract
+    Mail goes out only after the commit: a rolled-back signature must not have invited anyone.
+    """
+
+    value: T
     messages: list[Message] = field(default_factory=list)
 
 
@@ -199,7 +204,7 @@ class ContractService:
     def send(self, actor: Actor, org_id: str, contract_id: str) -> Contract:
         """Lock the signature fields into the document and invite the first signing group."""
 
-        def work(session: Session, stored: list[StoredObject]) -> Outcome:
+        def work(session: Session, stored: list[StoredObject]) -> Outcome[Contract]:
             contract = self._contract(session, org_id, contract_id, lock=True)
             self._expire_if_due(session, contract)
             check_transition(contract.status, Status.SENT)
@@ -380,7 +385,7 @@ class ContractService:
             raise InvalidInputError("consent_text must be 1 to 4000 characters")
         self._expire_by_token(token)
 
-        def work(session: Session, stored: list[StoredObject]) -> Outcome:
+        def work(session: Session, stored: list[StoredObject]) -> Outcome[Signature]:
             signer = self._signer_by_token(session, token, lock=True)
             contract = signer.contract
             if signer.status == "signed":
@@ -464,11 +469,9 @@ class ContractService:
             if target is Status.COMPLETED:
                 self._seal(session, stored, contract, signed_pdf)
             session.flush()
-            return Outcome(signature, messages)  # type: ignore[arg-type]
+            return Outcome(signature, messages)
 
-        outcome = self._unit_of_work(work)
-        self._send_all(outcome.messages)
-        return outcome.contract  # type: ignore[return-value]
+        return self._deliver(self._unit_of_work(work))
 
     def decline(self, token: str, actor: Actor, reason: str) -> Contract:
         reason = (reason or "").strip()
@@ -476,7 +479,7 @@ class ContractService:
             raise InvalidInputError("please give a reason for declining")
         self._expire_by_token(token)
 
-        def work(session: Session, _stored: list[StoredObject]) -> Outcome:
+        def work(session: Session, _stored: list[StoredObject]) -> Outcome[Contract]:
             signer = self._signer_by_token(session, token, lock=True)
             contract = signer.contract
             if signer.status == "signed":
@@ -516,7 +519,7 @@ class ContractService:
         given: SignInput,
         *,
         certify: bool,
-    ):  # type: ignore[no-untyped-def]
+    ) -> tuple[bytes, IssuedCertificate]:
         identity = SubjectIdentity(
             common_name=signer.name,
             subject_id=signer.id,
@@ -593,7 +596,7 @@ class ContractService:
         )
         return revision
 
-    def _unit_of_work(self, work):  # type: ignore[no-untyped-def]
+    def _unit_of_work(self, work: Callable[[Session, list[StoredObject]], T]) -> T:
         """Run ``work(session, stored)`` in one write transaction.
 
         ``stored`` collects blobs written during the work; if the transaction does not commit
@@ -810,9 +813,9 @@ class ContractService:
             for s in contract.signers
         ]
 
-    def _deliver(self, outcome: Outcome) -> Contract:
+    def _deliver(self, outcome: Outcome[T]) -> T:
         self._send_all(outcome.messages)
-        return outcome.contract
+        return outcome.value
 
     def _send_all(self, messages: list[Message]) -> None:
         for message in messages:

@@ -26,6 +26,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,6 +90,14 @@ class BlobStore(ABC):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key starting with ``prefix``, in sorted order."""
 
+    @abstractmethod
+    def modified_at(self, key: str) -> datetime:
+        """When ``key`` was written (UTC); missing key → NotFoundError."""
+
+    def remove_stale_temporaries(self, older_than: datetime) -> int:
+        """Delete leftovers of writes interrupted by a crash; returns how many were removed."""
+        return 0
+
 
 class FilesystemBlobStore(BlobStore):
     """Blobs as files below ``root``: key "org/a/doc/b/1-f3" is the file ``root/org/a/doc/b/1-f3``.
@@ -145,6 +154,23 @@ class FilesystemBlobStore(BlobStore):
         except FileNotFoundError:
             return
         fsync_directory(path.parent)
+
+    def modified_at(self, key: str) -> datetime:
+        try:
+            return datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC)
+        except FileNotFoundError:
+            raise NotFoundError("blob not found") from None
+
+    def remove_stale_temporaries(self, older_than: datetime) -> int:
+        removed = 0
+        cutoff = older_than.timestamp()
+        for directory, _subdirs, files in os.walk(self._root):
+            for name in files:
+                path = Path(directory) / name
+                if name.startswith(".") and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         found: list[str] = []
