@@ -48,7 +48,10 @@ def test_pdfsig_sees_good_then_revoked_over_ocsp(
         session.flush()
         org_id = org.id
     contract = platform.contracts.create(
-        ACTOR, org_id, title="T", pdf=sample_pdf(),
+        ACTOR,
+        org_id,
+        title="T",
+        pdf=sample_pdf(),
         signers=[SignerSpec(name="Carol", email="carol@example.com")],
     )
     platform.contracts.send(ACTOR, org_id, contract.id)
@@ -71,3 +74,60 @@ def test_pdfsig_sees_good_then_revoked_over_ocsp(
     revoked = run_pdfsig(path, root, tmp_path / "revoked", online_ocsp=True)
     assert "Certificate has been Revoked." in revoked, revoked
     assert revoked.count("Certificate Validation: Certificate is Trusted.") == 1  # the seal
+
+
+def test_external_tsa_over_http_with_pinned_trust(
+    served: tuple[Platform, MemoryMailer], tmp_path: Path
+) -> None:
+    """A second instance timestamps through the first one's RFC 3161 endpoint over HTTP."""
+    from pactvault.errors import InvalidInputError
+    from pactvault.pdf.validate import verify_pdf
+
+    tsa_platform, _ = served
+    with tsa_platform.db.read() as session:
+        tsa_root = tsa_platform.ca.root_pem(session)
+    trust = tmp_path / "tsa-root.pem"
+    trust.write_bytes(tsa_root)
+    tsa_url = f"{tsa_platform.settings.public_url}/tsa"
+
+    with pytest.raises(InvalidInputError, match="PACTVAULT_TSA_TRUST"):
+        Platform.initialise(Settings(home=tmp_path / "untrusted", tsa_url=tsa_url))
+
+    mailer = MemoryMailer()
+    client, _ = Platform.initialise(
+        Settings(home=tmp_path / "client", tsa_url=tsa_url, tsa_trust=trust), mailer=mailer
+    )
+    try:
+        with client.db.write() as session:
+            org = Organisation(name="Org")
+            session.add(org)
+            session.flush()
+            org_id = org.id
+        contract = client.contracts.create(
+            ACTOR,
+            org_id,
+            title="T",
+            pdf=sample_pdf(),
+            signers=[SignerSpec(name="Dan", email="dan@example.com")],
+        )
+        client.contracts.send(ACTOR, org_id, contract.id)
+        token = dict(mailer.messages[0].tags)["Signing-Token"]
+        opened, _ = client.contracts.open_invitation(token, ACTOR)
+        client.contracts.sign(
+            token,
+            ACTOR,
+            SignInput(document_sha256=opened.revisions[-1].plaintext_sha256, consent=True),
+        )
+        _, pdf = client.contracts.download(ACTOR, org_id, contract.id)
+        with client.db.read() as session:
+            roots = client.trust_roots(session)
+            own_root = client.ca.root_certificate(session)
+        report = verify_pdf(pdf, trust_roots=roots)
+        assert report.valid, report.to_dict()
+        assert all(
+            "pactvault Timestamp Authority" in (s.timestamp_tsa or "") for s in report.signatures
+        )
+        # Without the external TSA's root, the timestamps cannot be trusted.
+        assert not verify_pdf(pdf, trust_roots=[own_root]).valid
+    finally:
+        client.close()

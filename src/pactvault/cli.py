@@ -165,7 +165,7 @@ def _instance_roots(home: Path | None) -> list[x509.Certificate]:
     platform = Platform.open(settings)
     try:
         with platform.db.read() as session:
-            return [platform.ca.root_certificate(session)]
+            return platform.trust_roots(session)
     finally:
         platform.close()
 

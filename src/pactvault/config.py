@@ -45,6 +45,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     tsa_url: str | None = None
+    # PEM file with the root(s) an external TSA must chain to; required with ``tsa_url``.
+    tsa_trust: Path | None = None
     max_upload_bytes: int = 50 * MIB
     active_content_policy: Literal["reject", "flag"] = "reject"
     invitation_days: int = 14
@@ -63,6 +65,7 @@ class Settings:
             host=env.get("PACTVAULT_HOST") or cls.host,
             port=_int_env(env, "PACTVAULT_PORT", cls.port),
             tsa_url=env.get("PACTVAULT_TSA_URL") or None,
+            tsa_trust=Path(env["PACTVAULT_TSA_TRUST"]) if env.get("PACTVAULT_TSA_TRUST") else None,
             max_upload_bytes=_int_env(env, "PACTVAULT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             active_content_policy=policy,  # type: ignore[arg-type]
             invitation_days=_int_env(env, "PACTVAULT_INVITATION_DAYS", cls.invitation_days),

@@ -12,13 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
 from pyhanko.sign.timestamps import TimeStamper
 from sqlalchemy.orm import Session
 
 from pactvault.config import Settings
 from pactvault.contracts.notify import Mailer, OutboxMailer
 from pactvault.contracts.service import ContractService
-from pactvault.errors import KeyServiceError
+from pactvault.errors import InvalidInputError, KeyServiceError
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
 from pactvault.pki.authority import CertificateAuthority
@@ -49,6 +50,7 @@ class Platform:
         self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
         self.tokens = TokenService(self.db)
+        self.external_tsa_roots = _external_tsa_roots(settings)
         self._tsa: TimestampAuthority | None = None
         self._tsa_lock = threading.Lock()
         self.contracts = ContractService(
@@ -112,14 +114,36 @@ class Platform:
     def timestamper(self, session: Session) -> TimeStamper:
         """The TSA signatures use: an external one if configured, else our built-in authority."""
         if self.settings.tsa_url:
-            return http_timestamper(self.settings.tsa_url)
+            return http_timestamper(self.settings.tsa_url, trust_roots=self.external_tsa_roots)
         return local_timestamper(self.timestamp_authority(session))
+
+    def trust_roots(self, session: Session) -> list[x509.Certificate]:
+        """What this instance's signatures chain to: our root, plus an external TSA's roots."""
+        return [self.ca.root_certificate(session), *self.external_tsa_roots]
 
     def timestamp_authority(self, session: Session) -> TimestampAuthority:
         with self._tsa_lock:
             if self._tsa is None:
                 self._tsa = self.ca.timestamp_authority(session)
             return self._tsa
+
+
+def _external_tsa_roots(settings: Settings) -> list[x509.Certificate]:
+    """Trust anchors for an external TSA. Without them any timeStamping certificate would do,
+    so a configured TSA URL without a trust file is refused rather than trusted blindly."""
+    if not settings.tsa_url:
+        return []
+    if settings.tsa_trust is None:
+        raise InvalidInputError(
+            "PACTVAULT_TSA_URL is set but PACTVAULT_TSA_TRUST (the TSA's root certificate, PEM) "
+            "is not: timestamps from an unverified authority are not accepted"
+        )
+    try:
+        return x509.load_pem_x509_certificates(settings.tsa_trust.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"cannot read TSA trust roots from {settings.tsa_trust}: {exc}"
+        ) from None
 
 
 def _private_dir(path: Path) -> None:

@@ -11,6 +11,7 @@ must not make other people's signatures unverifiable.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -92,11 +93,16 @@ class CertificateAuthority:
         """Create the whole hierarchy once. Calling it again is a no-op."""
         if self.is_initialised(session):
             return
+        # Every instance's CAs get distinct names: validators find CRLs and issuers by name, and
+        # two instances both called "pactvault Issuing CA" would be confused with each other.
+        instance = secrets.token_hex(4)
         self._keys.ensure_org_kek(session, PLATFORM_ORG)
         root_key = self._new_key(session, "ca-root")
         root_private = self._private(session, root_key)
         root = profiles.create_root_ca(
-            root_private, common_name=f"{organisation} Root CA", organisation=organisation
+            root_private,
+            common_name=f"{organisation} Root CA {instance}",
+            organisation=organisation,
         )
         self._remember(session, root, "root", root_key, issuer=None)
 
@@ -105,7 +111,7 @@ class CertificateAuthority:
             issuing_key.public_key,
             root_certificate=root,
             root_private_key=root_private,
-            common_name=f"{organisation} Issuing CA",
+            common_name=f"{organisation} Issuing CA {instance}",
             organisation=organisation,
             crl_url=self.root_crl_url,
         )

@@ -19,6 +19,6 @@ async def verify(
     """Per signature: signer, chain to our root, timestamp, integrity, later modifications."""
     data = await read_upload(file, platform.settings.max_upload_bytes)
     with platform.db.read() as session:
-        root = platform.ca.root_certificate(session)
-    report = verify_pdf(data, trust_roots=[root])
+        roots = platform.trust_roots(session)
+    report = verify_pdf(data, trust_roots=roots)
     return {"valid": report.valid, **report.to_dict()}
