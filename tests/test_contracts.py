@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import database_bytes
-from pactvault.audit.journal import Actor, verify_chain
+from flows import (
+    SENDER,
+    SIGNER_CLIENT,
+    invitation_tokens,
+    make_org,
+    seen_digest,
+    sign_as,
+)
+from pactvault.audit.journal import verify_chain
 from pactvault.contracts.notify import MemoryMailer
 from pactvault.contracts.service import SignerSpec, SignInput
 from pactvault.contracts.states import ContractStateError
@@ -25,41 +33,13 @@ from pactvault.errors import (
 )
 from pactvault.pdf.validate import verify_pdf
 from pactvault.platform import Platform
-from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Organisation, Signer
+from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signer
 from pactvault.tsa.client import http_timestamper
 
-SENDER = Actor(type="api-token", id="test-token", ip="192.0.2.10", user_agent="pytest")
-SIGNER_CLIENT = Actor(type="anonymous", ip="198.51.100.7", user_agent="pytest-signer")
 PDF = sample_pdf()
 
 
-def make_org(platform: Platform, name: str = "Example Ltd") -> str:
-    with platform.db.write() as session:
-        org = Organisation(name=name)
-        session.add(org)
-        session.flush()
-        return org.id
-
-
-def tokens(mailer: MemoryMailer, contract_id: str) -> dict[str, str]:
-    """Signer id → signing token, from the invitations 'delivered' so far."""
-    found = {}
-    for message in mailer.messages:
-        tags = dict(message.tags)
-        if tags.get("Contract") == contract_id and "Signing-Token" in tags:
-            found[tags["Signer"]] = tags["Signing-Token"]
-    return found
-
-
-def seen_digest(platform: Platform, token: str) -> str:
-    """Open the invitation as the signer does; returns the hash of the document shown."""
-    contract, _ = platform.contracts.open_invitation(token, SIGNER_CLIENT)
-    return contract.revisions[-1].plaintext_sha256
-
-
-def sign_as(platform: Platform, token: str, digest: str | None = None) -> object:
-    given = SignInput(document_sha256=digest or seen_digest(platform, token), consent=True)
-    return platform.contracts.sign(token, SIGNER_CLIENT, given)
+tokens = invitation_tokens
 
 
 def counts(platform: Platform) -> tuple[int, int, int, int]:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from flows import SENDER, sent_contract, sign_as
 from pactvault.audit.journal import Actor
 from pactvault.config import Settings
 from pactvault.contracts.notify import MemoryMailer
-from pactvault.contracts.service import SignerSpec, SignInput
-from pactvault.demo import sample_pdf, serve_in_background
+from pactvault.contracts.service import SignerSpec
+from pactvault.demo import serve_in_background
 from pactvault.platform import Platform
-from pactvault.store.models import Organisation
 from pdf_helpers import run_pdfsig
 
 ACTOR = Actor(type="test", ip="127.0.0.1")
@@ -42,25 +42,11 @@ def test_pdfsig_sees_good_then_revoked_over_ocsp(
     served: tuple[Platform, MemoryMailer], tmp_path: Path
 ) -> None:
     platform, mailer = served
-    with platform.db.write() as session:
-        org = Organisation(name="Org")
-        session.add(org)
-        session.flush()
-        org_id = org.id
-    contract = platform.contracts.create(
-        ACTOR,
-        org_id,
-        title="T",
-        pdf=sample_pdf(),
-        signers=[SignerSpec(name="Carol", email="carol@example.com")],
+    org_id, contract_id, tokens = sent_contract(
+        platform, mailer, [SignerSpec(name="Carol", email="carol@example.com")]
     )
-    platform.contracts.send(ACTOR, org_id, contract.id)
-    token = dict(mailer.messages[0].tags)["Signing-Token"]
-    opened, _ = platform.contracts.open_invitation(token, ACTOR)
-    signature = platform.contracts.sign(
-        token, ACTOR, SignInput(document_sha256=opened.revisions[-1].plaintext_sha256, consent=True)
-    )
-    _, pdf = platform.contracts.download(ACTOR, org_id, contract.id)
+    signature = sign_as(platform, next(iter(tokens.values())))
+    _, pdf = platform.contracts.download(SENDER, org_id, contract_id)
     path = tmp_path / "signed.pdf"
     path.write_bytes(pdf)
     with platform.db.read() as session:
@@ -98,27 +84,11 @@ def test_external_tsa_over_http_with_pinned_trust(
         Settings(home=tmp_path / "client", tsa_url=tsa_url, tsa_trust=trust), mailer=mailer
     )
     try:
-        with client.db.write() as session:
-            org = Organisation(name="Org")
-            session.add(org)
-            session.flush()
-            org_id = org.id
-        contract = client.contracts.create(
-            ACTOR,
-            org_id,
-            title="T",
-            pdf=sample_pdf(),
-            signers=[SignerSpec(name="Dan", email="dan@example.com")],
+        org_id, contract_id, tokens = sent_contract(
+            client, mailer, [SignerSpec(name="Dan", email="dan@example.com")]
         )
-        client.contracts.send(ACTOR, org_id, contract.id)
-        token = dict(mailer.messages[0].tags)["Signing-Token"]
-        opened, _ = client.contracts.open_invitation(token, ACTOR)
-        client.contracts.sign(
-            token,
-            ACTOR,
-            SignInput(document_sha256=opened.revisions[-1].plaintext_sha256, consent=True),
-        )
-        _, pdf = client.contracts.download(ACTOR, org_id, contract.id)
+        sign_as(client, next(iter(tokens.values())))
+        _, pdf = client.contracts.download(SENDER, org_id, contract_id)
         with client.db.read() as session:
             roots = client.trust_roots(session)
             own_root = client.ca.root_certificate(session)

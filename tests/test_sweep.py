@@ -6,11 +6,11 @@ import io
 import os
 from datetime import UTC, datetime, timedelta
 
+from flows import make_org
 from pactvault.audit.journal import Actor
 from pactvault.contracts.service import SignerSpec
 from pactvault.demo import sample_pdf
 from pactvault.platform import Platform
-from pactvault.store.models import Organisation
 from pactvault.store.sweep import sweep_orphan_blobs
 
 ACTOR = Actor(type="test")
@@ -23,11 +23,7 @@ def age(platform: Platform, key: str, hours: float) -> None:
 
 
 def test_only_old_unreferenced_blobs_are_removed(platform: Platform) -> None:
-    with platform.db.write() as session:
-        org = Organisation(name="Org")
-        session.add(org)
-        session.flush()
-        org_id = org.id
+    org_id = make_org(platform)
     contract = platform.contracts.create(
         ACTOR,
         org_id,
