@@ -7,6 +7,7 @@ Errors from the services are turned into readable messages and exit codes here (
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,8 @@ HomeOption = Annotated[
 
 
 def _settings(home: Path | None, **overrides: object) -> Settings:
+    # Everything pactvault writes (database, keys, blobs, outbox) is private to its owner.
+    os.umask(0o077)
     if home is not None:
         overrides["home"] = home
     return Settings.from_env(**overrides)

@@ -57,13 +57,18 @@ class Settings:
         policy = env.get("PACTVAULT_ACTIVE_CONTENT", "reject")
         if policy not in ("reject", "flag"):
             raise InvalidInputError("PACTVAULT_ACTIVE_CONTENT must be 'reject' or 'flag'")
+        host = str(overrides.pop("host", None) or env.get("PACTVAULT_HOST") or cls.host)
+        port = int(overrides.pop("port", None) or _int_env(env, "PACTVAULT_PORT", cls.port))  # type: ignore[call-overload]
+        # The public URL ends up in every certificate (CRL and OCSP addresses): default it to
+        # where this process actually listens rather than to a port nobody serves.
+        public_url = env.get("PACTVAULT_PUBLIC_URL") or f"http://{host}:{port}"
         settings = cls(
             home=Path(env.get("PACTVAULT_HOME") or DEFAULT_HOME),
             database_url=env.get("PACTVAULT_DATABASE_URL") or None,
             passphrase=env.get("PACTVAULT_PASSPHRASE") or None,
-            public_url=(env.get("PACTVAULT_PUBLIC_URL") or cls.public_url).rstrip("/"),
-            host=env.get("PACTVAULT_HOST") or cls.host,
-            port=_int_env(env, "PACTVAULT_PORT", cls.port),
+            public_url=public_url.rstrip("/"),
+            host=host,
+            port=port,
             tsa_url=env.get("PACTVAULT_TSA_URL") or None,
             tsa_trust=Path(env["PACTVAULT_TSA_TRUST"]) if env.get("PACTVAULT_TSA_TRUST") else None,
             max_upload_bytes=_int_env(env, "PACTVAULT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
