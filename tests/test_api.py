@@ -254,3 +254,32 @@ def test_trust_endpoints(client: TestClient, sqlite_platform: Platform) -> None:
         422,
         "invalid-input",
     )
+
+
+def test_background_maintenance_expires_overdue_contracts(
+    sqlite_platform: Platform,
+    admin: dict,  # type: ignore[type-arg]
+) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from pactvault.store.models import Contract
+
+    with TestClient(create_app(sqlite_platform, maintenance_interval=0.2)) as http:
+        meta = {
+            **META,
+            "send": True,
+            "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        }
+        contract = create(http, admin, meta=meta).json()
+        assert contract["status"] == "sent"
+        with sqlite_platform.db.write() as session:
+            session.get(Contract, contract["id"]).expires_at = datetime.now(UTC) - timedelta(
+                seconds=1
+            )
+        deadline = time.monotonic() + 10
+        status = "sent"
+        while time.monotonic() < deadline and status != "expired":
+            time.sleep(0.2)
+            status = http.get(f"/api/v1/contracts/{contract['id']}", headers=admin).json()["status"]
+    assert status == "expired"

@@ -6,9 +6,13 @@ configured upload limit are refused before they are read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -28,8 +32,44 @@ SECURITY_HEADERS = {
 MULTIPART_OVERHEAD = 1 << 20
 
 
-def create_app(platform: Platform) -> FastAPI:
+MAINTENANCE_INTERVAL_SECONDS = 60.0
+log = logging.getLogger("pactvault.maintenance")
+
+
+def run_maintenance(platform: Platform) -> None:
+    """Periodic housekeeping every API process may run (each step is idempotent)."""
+    expired = platform.contracts.expire_due()
+    if expired:
+        log.info("expired %d contract(s) past their signing deadline", expired)
+
+
+def _lifespan(platform: Platform, interval: float):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(run_maintenance, platform)
+                except Exception:  # keep serving; the next round retries
+                    log.exception("maintenance round failed")
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
+
+
+def create_app(
+    platform: Platform, *, maintenance_interval: float = MAINTENANCE_INTERVAL_SECONDS
+) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan(platform, maintenance_interval),
         title="pactvault",
         version=__version__,
         description="Electronic contract signing: PAdES, RFC 3161 timestamps, encrypted storage.",
