@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
@@ -316,3 +317,111 @@ def test_pdfsig_accepts_every_signature(signed: Signed, tmp_path: Path) -> None:
     assert out.count("Signed Ranges: [0 - ") == 3
     assert "Total document signed" in out  # the last (locking) signature covers the whole file
     assert out.count("Certificate Validation: Certificate is Trusted.") == 3, out
+
+
+# -- evidence and the reserved signature space --------------------------------------------------
+
+
+def test_evidence_is_read_from_the_newest_signature_only(signed: Signed) -> None:
+    from asn1crypto import parser as asn1_parser
+
+    from pactvault.pdf.evidence import last_signature_evidence
+
+    for count, revision in enumerate(signed.revisions[1:], start=1):
+        evidence = last_signature_evidence(revision)
+        sigs = PdfFileReader(BytesIO(revision)).embedded_signatures  # pyHanko's own ordering
+        assert len(sigs) == count
+        newest = sigs[-1]
+        assert evidence.field_name == newest.field_name == ["buyer", "seller", "witness"][count - 1]
+        _, _, _, header, body, _ = asn1_parser.parse(newest.pkcs7_content)  # DER, no padding
+        assert evidence.signature_sha256 == hashlib.sha256(header + body).hexdigest()
+        (token,) = [
+            a["values"][0]
+            for a in newest.signer_info["unsigned_attrs"]
+            if a["type"].native == "signature_time_stamp_token"
+        ]
+        assert evidence.timestamp_token_sha256 == hashlib.sha256(token.dump()).hexdigest()
+
+
+def test_space_is_reserved_to_fit_our_own_timestamps(pki: TestPki) -> None:
+    signer, _ = pki.issue_signer("Rui", subject_id="ID-0105", rsa_key=True)
+    pdf = prepare_fields(make_pdf(), [SignatureField("s", 0, (50, 50, 250, 150))])
+
+    def reserved(timestamper: TimeStamper) -> tuple[int, int]:
+        out = sign_pdf(
+            pdf,
+            field_name="s",
+            signer=signer,
+            timestamper=timestamper,
+            appearance=Appearance("Rui", "Agree", locale="en"),
+        )
+        assert verify_pdf(out, trust_roots=[pki.root]).valid
+        (sig,) = PdfFileReader(BytesIO(out)).embedded_signatures
+        return len(sig.pkcs7_content), len(sig.pkcs7_content.rstrip(b"\0"))
+
+    class Opaque(TimeStamper):  # a timestamper that cannot say how large its tokens are
+        def __init__(self, inner: TimeStamper) -> None:
+            super().__init__()
+            self.inner = inner
+
+        async def async_timestamp(self, message_digest, md_algorithm):  # type: ignore[no-untyped-def]
+            return await self.inner.async_timestamp(message_digest, md_algorithm)
+
+    tight, used = reserved(pki.timestamper())
+    generous, _ = reserved(Opaque(pki.timestamper()))
+    assert used < tight < used + 8 * 1024  # fits, with room for RSA-4096 keys
+    assert generous > tight + 7 * 1024  # unknown TSAs get the old, generous allowance
+
+
+# -- KeySigner encodes the CMS itself: the bytes must be exactly pyHanko's ------------------------
+
+
+@pytest.mark.parametrize("rsa_key", [False, True])
+def test_key_signer_encodes_exactly_what_pyhanko_would(pki: TestPki, rsa_key: bool) -> None:
+    import asyncio
+
+    from asn1crypto import cms
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
+
+    signer, _ = pki.issue_signer("张三", subject_id="ID-0106", rsa_key=rsa_key)
+    digest = hashlib.sha256(b"document").digest()
+    settings = PdfCMSSignedAttributes(signing_time=datetime(2025, 3, 1, tzinfo=UTC))
+
+    async def both() -> None:
+        ours = await signer.signed_attrs(digest, "sha256", settings, use_pades=True)
+        theirs = await Signer.signed_attrs(signer, digest, "sha256", settings, use_pades=True)
+        assert ours.dump() == theirs.dump(force=True)
+        signature = await signer.async_sign_raw(ours.dump(), "sha256")
+        stamper = pki.timestamper()
+        unsigned = await signer.unsigned_attrs("sha256", signature, ours, timestamper=stamper)
+        assert unsigned is not None and [a["type"].native for a in unsigned] == [
+            "signature_time_stamp_token"
+        ]
+        arguments = {
+            "digest_algorithm": "sha256",
+            "cms_version": "v1",
+            "signed_attrs": ours,
+            "signature": signature,
+            "unsigned_attrs": unsigned,
+            "encap_content_info": None,
+        }
+        mine = signer._package_signature(**arguments).dump()
+        ours_sd = cms.ContentInfo.load(mine)["content"]
+        theirs_sd = Signer._package_signature(signer, **arguments)["content"]
+        for name in ("version", "digest_algorithms", "encap_content_info", "signer_infos"):
+            assert ours_sd[name].dump() == theirs_sd[name].dump(), name
+        # The same certificates (pyHanko lists the signer's own twice; we list it once).
+        assert {c.chosen.dump() for c in ours_sd["certificates"]} == {
+            c.chosen.dump() for c in theirs_sd["certificates"]
+        }
+        assert len(ours_sd["certificates"]) == 3  # signer, issuing CA, root
+        assert_definite_minimal_lengths(mine)
+
+    asyncio.run(both())
+
+
+def assert_definite_minimal_lengths(der: bytes) -> None:
+    """DER lengths throughout (asn1crypto's ``dump(force=True)`` would take ~50 s on a CMS)."""
+    from pactvault.crypto.der import has_der_lengths
+
+    assert has_der_lengths(der)

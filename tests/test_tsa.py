@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, tsp
+from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -607,3 +607,29 @@ def test_pyhanko_signs_a_pdf_with_the_local_timestamper(tsa: Tsa) -> None:
     assert status.timestamp_validity is not None
     assert status.timestamp_validity.intact and status.timestamp_validity.valid
     assert status.timestamp_validity.trusted
+
+
+# -- encoding (the token is assembled from DER pieces, see pactvault.crypto.der) ---------------
+
+
+@pytest.mark.parametrize("which", ["ec", "rsa"])
+def test_responses_and_tokens_are_canonical_der(tsa: Tsa, rsa_tsa: Tsa, which: str) -> None:
+    authority = (tsa if which == "ec" else rsa_tsa).authority()
+    # Several tokens: serials, nonces and signature lengths vary, and with them length fields.
+    # (asn1crypto's forced re-encoding takes ~0.3 s per token, so only a few.)
+    for index in range(4):
+        der = authority.respond(request(nonce=index * 0x1F3D5B79 + 1, cert_req=index == 0))
+        assert TimeStampResp.load(der).dump(force=True) == der  # asn1crypto re-encodes the same
+        signed_data = TimeStampResp.load(der)["time_stamp_token"]["content"]
+        assert signed_data["version"].native == "v3"
+        assert isinstance(signed_data["certificates"], core.Void) == (index != 0)
+
+
+@pytest.mark.parametrize("which", ["ec", "rsa"])
+def test_local_timestamper_bounds_its_token_size(tsa: Tsa, rsa_tsa: Tsa, which: str) -> None:
+    authority = (tsa if which == "ec" else rsa_tsa).authority()
+    stamper = local_timestamper(authority)
+    hint = stamper.token_size_hint()  # type: ignore[attr-defined]
+    token = asyncio.run(stamper.async_timestamp(hashlib.sha256(b"x").digest(), "sha256"))
+    assert len(token.dump()) < hint < len(token.dump()) + 4096
+    assert http_timestamper("http://127.0.0.1:9/").token_size_hint() is None  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ signature dictionary (/M), labelled as such, in UTC.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Literal
@@ -22,6 +23,9 @@ from pactvault.pdf.fonts import cjk_font_factory, needs_cjk_font
 
 STAMP_FONT_SIZE = 10
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+# What a signing time in TIMESTAMP_FORMAT can consist of (numeric directives only): digits and
+# the format's literal characters. The stamp font must contain these.
+_TIME_CHARACTERS = "0123456789" + re.sub(r"%[YmdHMS]", "", TIMESTAMP_FORMAT)
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4_000_000
 _IMAGE_FORMATS = ("PNG", "JPEG")
@@ -59,7 +63,9 @@ def build_stamp(appearance: Appearance) -> tuple[TextStampStyle, dict[str, str]]
     font = None
     locale = appearance.locale
     if needs_cjk_font("".join(values.values())) or needs_cjk_font("".join(_LABELS[locale])):
-        font = cjk_font_factory(STAMP_FONT_SIZE)
+        # Every character the stamp can show: labels and separators, values, signing time.
+        shown = "".join((*_LABELS[locale], ": ", *values.values(), _TIME_CHARACTERS))
+        font = cjk_font_factory(STAMP_FONT_SIZE, shown)
         if font is None:
             if needs_cjk_font("".join(values.values())):
                 raise SigningError(

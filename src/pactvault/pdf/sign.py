@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 
-from asn1crypto import cms
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +33,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.validation import DocumentSecurityStore
 
+from pactvault.crypto.der import EncodedContentInfo, encoded, has_der_lengths
 from pactvault.errors import (
     InvalidInputError,
     PactvaultError,
@@ -42,15 +42,21 @@ from pactvault.errors import (
 )
 from pactvault.pdf._aio import run_sync
 from pactvault.pdf.appearance import Appearance, build_stamp
+from pactvault.pdf.evidence import remember_signature
 from pactvault.pdf.fields import SignatureField, open_incremental, prepare_fields
 from pactvault.pdf.signer import KeySigner, to_asn1
 
 DIGEST_ALGORITHM = "sha256"
 # DER bytes reserved for everything in the CMS except the signer's certificates: signed
 # attributes, the signature value and the RFC 3161 token (which carries the TSA's own chain).
-# A P-256 B-T CMS with a 3-certificate TSA chain is ~4 KB; 16 KiB leaves room for RSA-4096
-# TSAs. Unused space is zero padding inside /Contents, so it costs file size only.
+# A P-256 B-T CMS with a 3-certificate TSA chain is ~4.4 KB; 16 KiB leaves room for unknown
+# (e.g. RSA-4096) TSAs. Unused space is zero padding inside /Contents — and not only file size:
+# every later reader of the PDF (pyHanko included) tokenises /Contents as hex, in Python, so
+# when the timestamper can bound its token size (our own TSA can) we reserve that instead.
 CMS_ALLOWANCE = 16 * 1024
+# Our part of the CMS when the token size is known: signed attributes, an RSA-4096 or ECDSA
+# signature and the framing (~1 KB measured).
+SIGNER_INFO_ALLOWANCE = 4 * 1024
 
 __all__ = [
     "Appearance",
@@ -152,7 +158,7 @@ async def _sign(
     session.system_time = signing_time
     tbs = session.prepare_tbs_document(
         validation_info=None,
-        bytes_reserved=_bytes_reserved(signer),
+        bytes_reserved=_bytes_reserved(signer, timestamper),
         appearance_text_params=text_params,
     )
     prepared, output = tbs.digest_tbs_document(output=BytesIO())
@@ -164,6 +170,9 @@ async def _sign(
     result = output.getvalue()
     if not result.startswith(pdf):  # never rewrite earlier revisions; a broken invariant is fatal
         raise SigningError("internal error: signing would have rewritten earlier revisions")
+    remember_signature(
+        result, field_name, prepared.reserved_region_start, prepared.reserved_region_end
+    )
     return result
 
 
@@ -226,11 +235,17 @@ def _embed_revocation(
     DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=certs, crls=crls, ocsps=ocsps)
 
 
-def _bytes_reserved(signer: KeySigner) -> int:
+def _bytes_reserved(signer: KeySigner, timestamper: TimeStamper) -> int:
     """Hex digits to reserve in /Contents (two per DER byte)."""
     cert_bytes = sum(
         len(c.public_bytes(serialization.Encoding.DER)) for c in (signer.certificate, *signer.chain)
     )
+    if isinstance(timestamper, _FailClosedTimeStamper):
+        timestamper = timestamper.inner
+    hint = getattr(timestamper, "token_size_hint", None)
+    token_bytes = hint() if callable(hint) else None
+    if isinstance(token_bytes, int) and 0 < token_bytes <= CMS_ALLOWANCE:
+        return 2 * (cert_bytes + SIGNER_INFO_ALLOWANCE + token_bytes)
     return 2 * (CMS_ALLOWANCE + cert_bytes)
 
 
@@ -247,13 +262,22 @@ class _FailClosedTimeStamper(TimeStamper):
         self._inner = inner
         self.failure: str | None = None
 
+    @property
+    def inner(self) -> TimeStamper:
+        return self._inner
+
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str):  # type: ignore[no-untyped-def]
         try:
             token = await self._inner.async_timestamp(message_digest, md_algorithm)
             # Re-load from DER: a token whose asn1crypto tree was touched (e.g. by verification)
             # counts as "mutated" and gets re-serialised, recursively, on every dump of the
             # enclosing CMS — measured at ~0.7 s per signature. A pristine parse dumps in O(n).
-            return cms.ContentInfo.load(token.dump())
+            # ``encoded`` (not ``dump``) because dump() re-encodes everything whenever a length
+            # happens to end in 0x80 (see pactvault.crypto.der).
+            der = encoded(token)
+            if not has_der_lengths(der):  # from a timestamper other than ours: normalise
+                der = token.dump(force=True)
+            return EncodedContentInfo.load(der)
         except TimestampUnavailableError as exc:
             self.failure = exc.detail
             raise

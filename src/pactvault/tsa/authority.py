@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pactvault.crypto.der import OCTET_STRING, SET, sequence, set_of, tlv
 from pactvault.pki.ca import random_serial_number
 from pactvault.pki.identity import TSA_POLICY_OID
 from pactvault.pki.signing import key_matches_certificate, signature_hash
@@ -37,6 +38,13 @@ ACCEPTED_IMPRINT_ALGORITHMS: dict[str, int] = {
 
 # A TimeStampReq is a few hundred bytes; refusing megabytes early keeps parsing cheap.
 MAX_REQUEST_BYTES = 16 * 1024
+
+# Constant DER pieces of every granted response.
+_GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
+_SIGNED_DATA_OID = cms.ContentType("signed_data").dump()
+_TST_INFO_OID = cms.ContentType("tst_info").dump()
+_INTEGER_ONE = core.Integer(1).dump()
+_INTEGER_THREE = core.Integer(3).dump()
 
 
 class _Rejected(Exception):
@@ -90,23 +98,23 @@ class TimestampAuthority:
         self._serial_numbers = serial_numbers
         self._accuracy = accuracy
 
-        # Everything derived from the certificates is encoded once here and re-loaded per token:
-        # asn1crypto re-serialises nested objects built from values on every dump, which made
-        # each token cost tens of milliseconds.
+        # Everything that does not change between tokens is encoded once, here. Per token only
+        # TSTInfo, two small attributes and the signature are encoded, and the outer layers are
+        # assembled as DER bytes (pactvault.crypto.der): asn1crypto would otherwise re-encode the
+        # whole token, certificates included, several times over (tens of ms per token, and
+        # 100+ ms whenever some length happens to end in 0x80).
         asn1_cert = _to_asn1(certificate)
         ders: list[bytes] = []
         for cert in (certificate, *self._chain):
             der = cert.public_bytes(serialization.Encoding.DER)
             if der not in ders:
                 ders.append(der)
-        self._certificates_der = cms.CertificateSet(
-            [cms.CertificateChoices(name="certificate", value=_load_cert(d)) for d in ders]
-        ).dump()
-        self._signing_certificate_der = _signing_certificate_v2(asn1_cert).dump()
+        # [0] IMPLICIT CertificateSet: the members of a DER SET OF, sorted, under tag A0.
+        self._certificates_der = tlv(0xA0, b"".join(sorted(ders)))
         self._tsa_name_der = asn1_x509.GeneralName(
             name="directory_name", value=asn1_cert.subject
         ).dump()
-        self._sid_der = cms.SignerIdentifier(
+        sid_der = cms.SignerIdentifier(
             {
                 "issuer_and_serial_number": {
                     "issuer": asn1_cert.issuer,
@@ -114,6 +122,17 @@ class TimestampAuthority:
                 }
             }
         ).dump()
+        digest_algorithm_der = algos.DigestAlgorithm({"algorithm": self._hash_name}).dump()
+        self._digest_algorithms_der = set_of(digest_algorithm_der)
+        # SignerInfo up to the signed attributes, and the signature algorithm after them.
+        self._signer_info_head = _INTEGER_ONE + sid_der + digest_algorithm_der
+        self._signature_algorithm_der = self._signature_algorithm().dump()
+        self._constant_attributes = (
+            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),
+            cms.CMSAttribute(
+                {"type": "signing_certificate_v2", "values": [_signing_certificate_v2(asn1_cert)]}
+            ).dump(),
+        )
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -140,8 +159,7 @@ class TimestampAuthority:
             # protocol (systemFailure) and keep the details in our log only.
             logger.exception("timestamp authority failed to issue a token")
             return _rejection("system_failure", "internal error")
-        status = tsp.PKIStatusInfo({"status": "granted"})
-        return TimeStampResp({"status": status, "time_stamp_token": token}).dump()
+        return sequence(_GRANTED, token)
 
     # -- request checks -------------------------------------------------------------------------
 
@@ -170,7 +188,8 @@ class TimestampAuthority:
 
     # -- token ----------------------------------------------------------------------------------
 
-    def _issue(self, request: tsp.TimeStampReq) -> cms.ContentInfo:
+    def _issue(self, request: tsp.TimeStampReq) -> bytes:
+        """The DER TimeStampToken (a CMS ContentInfo) answering ``request``."""
         gen_time = self._clock()
         if gen_time.tzinfo is None:
             raise ValueError("TSA clock returned a naive datetime")
@@ -197,51 +216,38 @@ class TimestampAuthority:
             }
         )
         econtent = tst_info.dump()
-        digest_algorithm = algos.DigestAlgorithm({"algorithm": self._hash_name})
-        signed_attrs = self._signed_attributes(econtent, gen_time)
-        signer_info = cms.SignerInfo(
-            {
-                "version": "v1",
-                "sid": cms.SignerIdentifier.load(self._sid_der),
-                "digest_algorithm": digest_algorithm,
-                "signed_attrs": signed_attrs,
-                "signature_algorithm": self._signature_algorithm(),
-                "signature": self._sign(signed_attrs.dump()),
-            }
+        # DER: a SET OF is sorted by its members' encodings; verifiers re-encode strictly.
+        attributes = b"".join(sorted(self._signed_attributes(econtent, gen_time)))
+        # The signature covers the attributes encoded as a SET (RFC 5652 §5.4); in the
+        # SignerInfo the same bytes carry the [0] IMPLICIT tag.
+        signature = self._sign(tlv(SET, attributes))
+        signer_info = sequence(
+            self._signer_info_head,
+            tlv(0xA0, attributes),
+            self._signature_algorithm_der,
+            tlv(OCTET_STRING, signature),
         )
-        signed_data: dict[str, object] = {
+        signed_data = sequence(
             # v3 because the encapsulated content type is not id-data (RFC 5652 §5.1).
-            "version": "v3",
-            "digest_algorithms": [digest_algorithm],
-            "encap_content_info": {
-                "content_type": "tst_info",
-                "content": core.ParsableOctetString(econtent),
-            },
-            "signer_infos": [signer_info],
-        }
-        if request["cert_req"].native:
-            signed_data["certificates"] = cms.CertificateSet.load(self._certificates_der)
-        return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+            _INTEGER_THREE,
+            self._digest_algorithms_der,
+            sequence(_TST_INFO_OID, tlv(0xA0, tlv(OCTET_STRING, econtent))),
+            self._certificates_der if request["cert_req"].native else b"",
+            set_of(signer_info),
+        )
+        return sequence(_SIGNED_DATA_OID, tlv(0xA0, signed_data))
 
-    def _signed_attributes(self, econtent: bytes, gen_time: datetime) -> cms.CMSAttributes:
+    def _signed_attributes(self, econtent: bytes, gen_time: datetime) -> list[bytes]:
+        """DER of each signed attribute: content type, digest, signing time, ESSCertIDv2."""
         message_digest = hashlib.new(self._hash_name, econtent).digest()
         time_choice = "utc_time" if gen_time.year < 2050 else "generalized_time"  # RFC 5652 §11.3
-        attributes = [
-            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
-            cms.CMSAttribute({"type": "message_digest", "values": [message_digest]}),
+        return [
+            *self._constant_attributes,
+            cms.CMSAttribute({"type": "message_digest", "values": [message_digest]}).dump(),
             cms.CMSAttribute(
                 {"type": "signing_time", "values": [cms.Time(name=time_choice, value=gen_time)]}
-            ),
-            cms.CMSAttribute(
-                {
-                    "type": "signing_certificate_v2",
-                    "values": [tsp.SigningCertificateV2.load(self._signing_certificate_der)],
-                }
-            ),
+            ).dump(),
         ]
-        # DER: a SET OF is sorted by its members' encodings; verifiers re-encode strictly.
-        attributes.sort(key=lambda attribute: attribute.dump())
-        return cms.CMSAttributes(attributes)
 
     def _signature_algorithm(self) -> algos.SignedDigestAlgorithm:
         if isinstance(self._private_key, ec.EllipticCurvePrivateKey):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import cms, core, parser, tsp
 from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.general import (
     CMSExtractionError,
@@ -23,6 +23,7 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import get_signing_cert_attr, validate_sig_integrity
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
+from pactvault.crypto.der import EncodedContentInfo, encoded, has_der_lengths
 from pactvault.errors import TimestampUnavailableError
 from pactvault.tsa.asn1 import TimeStampResp
 
@@ -44,8 +45,11 @@ def check_timestamp_response(
     rejections (which carry no token) can be reported as such.
     """
     try:
-        der = response if isinstance(response, bytes) else response.dump()
-        return _check(TimeStampResp.load(der, strict=True), request, expected_certificate)
+        der = response if isinstance(response, bytes) else encoded(response)
+        _check(TimeStampResp.load(der, strict=True), request, expected_certificate)
+        # Hand back a pristine parse of the token's exact bytes: the checks above walked the
+        # tree, and asn1crypto re-encodes a walked tree over and over when pyHanko embeds it.
+        return EncodedContentInfo.load(_token_der(der))
     except TimestampUnavailableError:
         raise
     except Exception as exc:
@@ -72,6 +76,18 @@ async def check_timestamp_trust(
         ) from exc
 
 
+def _token_der(response_der: bytes) -> bytes:
+    """The TimeStampToken's exact bytes inside a (strictly parsed) DER TimeStampResp."""
+    _, _, _, _, body, _ = parser.parse(response_der, strict=True)
+    status = parser.parse(body)
+    status_size = len(status[3]) + len(status[4]) + len(status[5])
+    token = body[status_size:]
+    parser.parse(token, strict=True)  # exactly one element, nothing after it
+    if not has_der_lengths(token):  # a BER token from some remote TSA: embed it as DER
+        token = cms.ContentInfo.load(token).dump(force=True)
+    return token
+
+
 def _check(
     response: TimeStampResp,
     request: tsp.TimeStampReq,
@@ -87,7 +103,9 @@ def _check(
             f"{': ' + text if text else ''})"
         )
     token = response["time_stamp_token"]
-    if token.native is None or token["content_type"].native != "signed_data":
+    # (isinstance, not ``token.native``: converting the whole token to Python values costs
+    # tens of milliseconds and makes asn1crypto re-encode it later.)
+    if isinstance(token, core.Void) or token["content_type"].native != "signed_data":
         raise TimestampUnavailableError("the timestamp response carries no token")
     signed_data: cms.SignedData = token["content"]
     encap = signed_data["encap_content_info"]
@@ -144,7 +162,7 @@ def _check_signature(
     md_algorithm = signer_info["digest_algorithm"]["algorithm"].native
     if md_algorithm not in _SIGNER_DIGESTS:
         raise TimestampUnavailableError("the timestamp token uses a weak digest algorithm")
-    if signer_info["signed_attrs"].native is None:
+    if isinstance(signer_info["signed_attrs"], core.Void):
         raise TimestampUnavailableError("the timestamp token has no signed attributes")
     if get_signing_cert_attr(signer_info["signed_attrs"]) is None:
         # RFC 3161 §2.4.2 / RFC 5816: the ESS signing-certificate attribute is mandatory; it
