@@ -91,6 +91,7 @@ def run(
     import uvicorn
 
     from pactvault.api.app import create_app
+    from pactvault.pdf.fonts import prepare_base_font
     from pactvault.platform import Platform
 
     overrides: dict[str, object] = {}
@@ -104,6 +105,8 @@ def run(
     except PactvaultError as exc:
         raise _fail(exc) from None
     _print_init(result, settings)
+    # Build the reduced CJK stamp font in the background now, not during the first signatures.
+    prepare_base_font(wait=False)
     console.print(
         f"pactvault listening on http://{settings.host}:{settings.port} "
         f"(API docs: /docs, data: {settings.home})"

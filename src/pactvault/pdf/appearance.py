@@ -22,6 +22,7 @@ from pactvault.errors import SigningError
 from pactvault.pdf.fonts import cjk_font_factory, needs_cjk_font
 
 STAMP_FONT_SIZE = 10
+STAMP_LEADING = 14
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 # What a signing time in TIMESTAMP_FORMAT can consist of (numeric directives only): digits and
 # the format's literal characters. The stamp font must contain these.
@@ -78,10 +79,11 @@ def build_stamp(appearance: Appearance) -> tuple[TextStampStyle, dict[str, str]]
     if appearance.location:
         lines.append(f"{location_l}: %(location)s")
 
+    # CJK glyphs fill the whole em box: without extra leading, lines touch each other.
     text_style = (
-        TextBoxStyle(font=font, font_size=STAMP_FONT_SIZE)
+        TextBoxStyle(font=font, font_size=STAMP_FONT_SIZE, leading=STAMP_LEADING)
         if font is not None
-        else TextBoxStyle(font_size=STAMP_FONT_SIZE)
+        else TextBoxStyle(font_size=STAMP_FONT_SIZE, leading=STAMP_LEADING)
     )
     style = TextStampStyle(
         stamp_text="\n".join(lines),
