@@ -55,9 +55,9 @@ from sqlalchemy import select
 
 from pactvault.audit.journal import Actor
 from pactvault.config import Settings
-from pactvault.contracts.notify import MemoryMailer
 from pactvault.contracts.service import SignerSpec, SignInput
 from pactvault.demo import sample_pdf
+from pactvault.notify import MemoryMailer
 from pactvault.pdf import fonts
 from pactvault.pdf.signer import KeySigner, to_asn1
 from pactvault.pdf.validate import verify_pdf

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from pactvault.config import Settings
-from pactvault.contracts.notify import MemoryMailer
+from pactvault.notify import MemoryMailer
 from pactvault.platform import Platform
 from pactvault.store.db import Database
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pactvault.audit.journal import Actor
-from pactvault.contracts.notify import MemoryMailer
 from pactvault.contracts.service import SignerSpec, SignInput
 from pactvault.demo import sample_pdf
+from pactvault.notify import MemoryMailer
 from pactvault.platform import Platform
 from pactvault.store.models import Organisation, Signature
 

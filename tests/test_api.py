@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pactvault.api.app import create_app
-from pactvault.contracts.notify import MemoryMailer
 from pactvault.demo import sample_pdf
+from pactvault.notify import MemoryMailer
 from pactvault.platform import Platform
 
 PDF = sample_pdf()

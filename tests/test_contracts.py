@@ -18,7 +18,6 @@ from flows import (
     sign_as,
 )
 from pactvault.audit.journal import verify_chain
-from pactvault.contracts.notify import MemoryMailer
 from pactvault.contracts.service import SignerSpec, SignInput
 from pactvault.contracts.states import ContractStateError
 from pactvault.demo import sample_pdf
@@ -31,6 +30,7 @@ from pactvault.errors import (
     PdfRejectedError,
     TimestampUnavailableError,
 )
+from pactvault.notify import MemoryMailer
 from pactvault.pdf.validate import verify_pdf
 from pactvault.platform import Platform
 from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signer

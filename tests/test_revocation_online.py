@@ -16,9 +16,9 @@ from cryptography import x509
 from flows import SENDER, sent_contract, sign_as
 from pactvault.audit.journal import Actor
 from pactvault.config import Settings
-from pactvault.contracts.notify import MemoryMailer
 from pactvault.contracts.service import SignerSpec
 from pactvault.demo import serve_in_background
+from pactvault.notify import MemoryMailer
 from pactvault.platform import Platform
 from pdf_helpers import run_pdfsig
 

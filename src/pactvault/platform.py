@@ -17,11 +17,11 @@ from pyhanko.sign.timestamps import TimeStamper
 from sqlalchemy.orm import Session
 
 from pactvault.config import Settings
-from pactvault.contracts.notify import Mailer, OutboxMailer
 from pactvault.contracts.service import ContractService
 from pactvault.errors import InvalidInputError, KeyServiceError
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
+from pactvault.notify import Mailer, OutboxMailer
 from pactvault.pki.authority import CertificateAuthority
 from pactvault.store import migrate
 from pactvault.store.blobs import EncryptedBlobStore, FilesystemBlobStore

@@ -24,7 +24,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from pactvault.audit.journal import Actor, record
 from pactvault.config import Settings
-from pactvault.contracts.notify import Mailer, Message
 from pactvault.contracts.states import (
     OPEN_FOR_SIGNING,
     ContractStateError,
@@ -34,6 +33,7 @@ from pactvault.contracts.states import (
 from pactvault.crypto.hashing import sha256_hex
 from pactvault.errors import ConflictError, InvalidInputError, NotFoundError, PactvaultError
 from pactvault.keys.service import KeyService
+from pactvault.notify import Mailer, Message
 from pactvault.pdf.evidence import last_signature_evidence
 from pactvault.pdf.inspect import PdfFacts, enforce_active_content_policy, inspect_pdf
 from pactvault.pdf.sign import (

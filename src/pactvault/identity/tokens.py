@@ -3,6 +3,14 @@
 Tokens are shown once and stored as SHA-256 digests (``pactvault.tokens``). Authentication looks a
 token up by digest and then compares digests in constant time, so neither the database nor the
 timing of a failed comparison tells an attacker anything about valid tokens.
+
+Two kinds of API token share the ``api_tokens`` table:
+- organisation tokens (setup, operator, ``create``) with the coarse scopes of ``ALL_SCOPES``,
+  mapped to permissions by ``access.permissions.LEGACY_SCOPES``;
+- personal tokens of a user (``create_user_token``, marked by an ``api_token_owners`` row) whose
+  scopes are permission names. Such a token can never do more than its owner can *now*: its
+  permissions are its scopes intersected with the owner's current role, and it stops working when
+  the owner is disabled or leaves the organisation.
 """
 
 from __future__ import annotations
@@ -12,28 +20,31 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from pactvault.access.permissions import is_known, legacy_permissions
 from pactvault.audit.journal import Actor, record
 from pactvault.errors import AuthenticationError, InvalidInputError, NotFoundError
+from pactvault.identity.members import active_member
+from pactvault.identity.principal import Principal
 from pactvault.store.db import Database
+from pactvault.store.identity_models import ApiTokenOwner
 from pactvault.store.models import ApiToken, Organisation, SetupToken
 from pactvault.tokens import API_PREFIX, SETUP_PREFIX, digests_equal, new_token, token_digest
 
+__all__ = ["ALL_SCOPES", "IssuedToken", "Principal", "TokenInfo", "TokenService"]
+
 SETUP_TOKEN_LIFETIME = timedelta(days=7)
 ALL_SCOPES = ("contracts:read", "contracts:write", "admin")
+USER_TOKEN_MAX_DAYS = 365
 
 
 @dataclass(frozen=True)
-class Principal:
-    """An authenticated API caller."""
-
-    org_id: str
-    token_id: str
-    scopes: frozenset[str]
-
-    def actor(self, ip: str | None = None, user_agent: str | None = None) -> Actor:
-        return Actor(
-            type="api-token", id=self.token_id, org_id=self.org_id, ip=ip, user_agent=user_agent
-        )
+class TokenInfo:
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -129,11 +140,20 @@ class TokenService:
             return issued
 
     def revoke(self, principal: Principal, token_id: str, actor: Actor | None = None) -> None:
-        if "admin" not in principal.scopes and token_id != principal.token_id:
+        """Revoke a token of the caller's organisation: its own, a personal token of the caller,
+        or any with the ``admin`` scope / ``token.manage`` permission. Others answer not found."""
+        manager = "admin" in principal.scopes or "token.manage" in principal.permissions
+        if not manager and token_id != principal.token_id and principal.user_id is None:
             raise NotFoundError("token not found")
         with self._db.write() as session:
             row = session.get(ApiToken, token_id)
             if row is None or row.org_id != principal.org_id:
+                raise NotFoundError("token not found")
+            owner = session.get(ApiTokenOwner, token_id)
+            own = token_id == principal.token_id or (
+                owner is not None and owner.user_id == principal.user_id
+            )
+            if not (manager or own):
                 raise NotFoundError("token not found")
             row.revoked_at = row.revoked_at or datetime.now(UTC)
             record(
@@ -153,13 +173,100 @@ class TokenService:
             row = session.execute(
                 select(ApiToken).where(ApiToken.token_sha256 == digest)
             ).scalar_one_or_none()
-        if row is None or not digests_equal(row.token_sha256, digest):
+            if row is None or not digests_equal(row.token_sha256, digest):
+                raise failure
+            if row.revoked_at is not None:
+                raise failure
+            if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+                raise failure
+            scopes = frozenset(row.scopes)
+            owner = session.get(ApiTokenOwner, row.id)
+            if owner is None:
+                return Principal(
+                    org_id=row.org_id,
+                    token_id=row.id,
+                    scopes=scopes,
+                    permissions=legacy_permissions(scopes),
+                )
+            member = active_member(session, owner.user_id, row.org_id)
+        if member is None:
             raise failure
-        if row.revoked_at is not None:
-            raise failure
-        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
-            raise failure
-        return Principal(org_id=row.org_id, token_id=row.id, scopes=frozenset(row.scopes))
+        return Principal(
+            org_id=row.org_id,
+            token_id=row.id,
+            scopes=scopes,
+            user_id=member.user_id,
+            role=member.role,
+            permissions=scopes & member.permissions,
+        )
+
+    # -- personal tokens of users ----------------------------------------------------------------
+
+    def create_user_token(
+        self,
+        principal: Principal,
+        name: str,
+        permissions: list[str],
+        expires_in_days: int = 90,
+        actor: Actor | None = None,
+    ) -> IssuedToken:
+        """A personal, expiring token limited to ``permissions`` (which the user must hold).
+
+        Only a signed-in user (a session) can mint one: a leaked token cannot breed more tokens.
+        """
+        if principal.user_id is None or principal.session_id is None:
+            raise AuthenticationError("sign in to create a personal API token")
+        chosen = set(permissions)
+        unknown = sorted(p for p in chosen if not is_known(p))
+        if unknown or not chosen:
+            raise InvalidInputError(
+                "permissions must be a non-empty list of known permissions"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        beyond = chosen - principal.permissions
+        if beyond:
+            raise InvalidInputError(
+                "a token cannot hold permissions you do not have: " + ", ".join(sorted(beyond))
+            )
+        if not 1 <= expires_in_days <= USER_TOKEN_MAX_DAYS:
+            raise InvalidInputError(f"expires_in_days must be 1..{USER_TOKEN_MAX_DAYS}")
+        with self._db.write() as session:
+            expires = datetime.now(UTC) + timedelta(days=expires_in_days)
+            issued = self._issue(
+                session, principal.org_id, name[:200] or "token", sorted(chosen), expires
+            )
+            session.add(ApiTokenOwner(token_id=issued.token_id, user_id=principal.user_id))
+            record(
+                session,
+                actor or principal.actor(),
+                "token.create",
+                object_type="api-token",
+                object_id=issued.token_id,
+                details={"scopes": sorted(chosen), "owner": principal.user_id},
+            )
+            return issued
+
+    def list_user_tokens(self, principal: Principal) -> list[TokenInfo]:
+        """The caller's own live personal tokens in this organisation."""
+        if principal.user_id is None:
+            return []
+        now = datetime.now(UTC)
+        with self._db.read() as session:
+            rows = session.execute(
+                select(ApiToken)
+                .join(ApiTokenOwner, ApiTokenOwner.token_id == ApiToken.id)
+                .where(
+                    ApiTokenOwner.user_id == principal.user_id,
+                    ApiToken.org_id == principal.org_id,
+                    ApiToken.revoked_at.is_(None),
+                )
+                .order_by(ApiToken.created_at)
+            ).scalars()
+            return [
+                TokenInfo(r.id, r.name, tuple(r.scopes), r.created_at, r.expires_at, r.last_used_at)
+                for r in rows
+                if r.expires_at is None or r.expires_at > now
+            ]
 
     def operator_token(self, organisation_name: str, actor: Actor) -> IssuedToken:
         """Create an organisation and its admin token for the operator of this machine.
