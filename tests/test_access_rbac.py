@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from identity_kit import Kit, make_kit
 from pactvault.access.decision import Resource, decide, reach
 from pactvault.access.permissions import (
     BUILTIN_ROLES,
@@ -16,7 +17,6 @@ from pactvault.access.permissions import (
 )
 from pactvault.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from pactvault.identity.principal import Principal
-from test_identity_kit import Kit, make_kit
 
 
 def member_of(role: str, org: str = "org-a", user: str = "u1") -> Principal:

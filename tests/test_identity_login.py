@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from identity_kit import CLIENT, PASSWORD, SYSTEM, Kit, make_kit
 from pactvault.audit.journal import Actor
 from pactvault.errors import NotFoundError, PermissionDeniedError
 from pactvault.identity.errors import LOGIN_FAILED, LoginFailedError, TooManyAttemptsError
 from pactvault.identity.passwords import HashParameters
 from pactvault.identity.throttle import ThrottlePolicy, ip_key
 from pactvault.store.identity_models import LoginThrottle, User
-from test_identity_kit import CLIENT, PASSWORD, SYSTEM, Kit, make_kit
 
 STRICT = ThrottlePolicy(
     account_max_failures=3,

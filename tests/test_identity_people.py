@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import select
 
+from identity_kit import CLIENT, PASSWORD, SYSTEM, Kit, make_kit
 from pactvault.errors import (
     AuthenticationError,
     ConflictError,
@@ -20,7 +21,6 @@ from pactvault.errors import (
 from pactvault.identity.errors import PasswordRejectedError
 from pactvault.identity.people import INVALID_INVITATION, NewAccount
 from pactvault.store.identity_models import Invitation, Membership, User
-from test_identity_kit import CLIENT, PASSWORD, SYSTEM, Kit, make_kit
 
 
 @pytest.fixture

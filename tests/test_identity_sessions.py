@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import database_bytes
+from identity_kit import CLIENT, PASSWORD, Kit, make_kit
 from pactvault.audit.journal import Actor
 from pactvault.errors import AuthenticationError, InvalidInputError, NotFoundError
 from pactvault.identity.sessions import SessionService
 from pactvault.store.identity_models import UserSession
-from test_identity_kit import CLIENT, PASSWORD, Kit, make_kit
 
 
 @pytest.fixture
