@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
 from sqlalchemy import func, select
 
 from conftest import database_bytes
@@ -569,3 +570,71 @@ def test_concurrent_signatures_serialise_without_losing_either(
     assert [r.version for r in final.revisions] == list(range(1, len(final.revisions) + 1))
     with platform.db.read() as session:
         assert verify_chain(session).ok
+
+
+def test_every_lifecycle_event_lands_in_the_evidence_ledger(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    """Each leaf names the contract and the hashes of what happened — and nothing else."""
+    from pactvault.ledger import EvidenceRecord, Ledger, verify_inclusion
+    from pactvault.pki.ca import certificate_fingerprint
+    from pactvault.store.models import Certificate, Signature
+
+    org = make_org(platform)
+    contract = new_contract(platform, org, TWO)
+    platform.contracts.send(SENDER, org, contract.id)
+    first = tokens(mailer, contract.id)
+    sign_as(platform, next(iter(first.values())))
+    second = next(t for s, t in tokens(mailer, contract.id).items() if s not in first)
+    sign_as(platform, second)
+    voided = new_contract(platform, org, TWO)
+    platform.contracts.void(SENDER, org, voided.id, "duplicate")
+
+    contract = platform.contracts.get(org, contract.id)
+    with platform.db.read() as session:
+        ledger = Ledger(session)
+        head = ledger.head()
+        leaves = list(ledger.leaves())
+        records = [leaf.record() for leaf in leaves]
+        audit = {e.entry_hash: e for e in session.execute(select(AuditEvent)).scalars()}
+        signatures = (
+            session.execute(select(Signature).where(Signature.contract_id == contract.id))
+            .scalars()
+            .all()
+        )
+        fingerprints = {
+            certificate_fingerprint(x509.load_der_x509_certificate(c.der))
+            for c in session.execute(select(Certificate)).scalars()
+        }
+        proofs = [ledger.inclusion_proof(leaf.index, head.size) for leaf in leaves]
+    mine = [r for r in records if r.contract_id == contract.id]
+    assert [r.type for r in mine] == [
+        "contract.create",
+        "contract.send",
+        "contract.sign",
+        "contract.sign",
+        "contract.complete",
+    ]
+    assert [r.type for r in records if r.contract_id == voided.id] == [
+        "contract.create",
+        "contract.void",
+    ]
+    hashes = [r.plaintext_sha256 for r in contract.revisions]
+    assert [r.document_sha256 for r in mine] == [
+        hashes[0],
+        hashes[1],
+        hashes[2],
+        hashes[3],
+        hashes[4],
+    ]
+    for record in records:  # each leaf points at its audit entry, which says the same thing
+        entry = audit[record.audit_entry_sha256]
+        assert (entry.action, entry.object_id) == (record.type, record.contract_id)
+    for record in (r for r in mine if r.type in ("contract.sign", "contract.complete")):
+        assert record.signature_sha256 and record.timestamp_token_sha256
+        assert record.certificate_sha256 in fingerprints
+    assert {s.document_sha256_after for s in signatures} == {hashes[2], hashes[3]}
+    for leaf, proof in zip(leaves, proofs, strict=True):
+        verify_inclusion(leaf.leaf_hash, leaf.index, head.size, proof.hashes, head.root_hash)
+        assert EvidenceRecord.decode(leaf.data) == leaf.record()
+        assert b"Lease" not in leaf.data and b"example.com" not in leaf.data  # no content, no PII

@@ -33,6 +33,7 @@ from pactvault.contracts.states import (
 from pactvault.crypto.hashing import sha256_hex
 from pactvault.errors import ConflictError, InvalidInputError, NotFoundError, PactvaultError
 from pactvault.keys.service import KeyService
+from pactvault.ledger import EvidenceRecord, Ledger
 from pactvault.notify import Mailer, Message
 from pactvault.pdf.evidence import last_signature_evidence
 from pactvault.pdf.inspect import PdfFacts, enforce_active_content_policy, inspect_pdf
@@ -50,7 +51,7 @@ from pactvault.pki.identity import SubjectIdentity
 from pactvault.store.base import utcnow
 from pactvault.store.blobs import EncryptedBlobStore, StoredObject
 from pactvault.store.db import Database
-from pactvault.store.models import Contract, DocumentRevision, Signature, Signer
+from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signature, Signer
 from pactvault.tokens import SIGNING_PREFIX, new_token, token_digest
 
 MAX_SIGNERS = 50
@@ -182,7 +183,7 @@ class ContractService:
                     )
                 )
             revision = self._store_revision(session, stored, contract, pdf, kind="original")
-            record(
+            event = record(
                 session,
                 actor,
                 "contract.create",
@@ -197,6 +198,7 @@ class ContractService:
                     "warnings": warnings,
                 },
             )
+            self._evidence(session, event, document_sha256=revision.plaintext_sha256)
             return contract
 
         return self._unit_of_work(work)
@@ -222,7 +224,7 @@ class ContractService:
             contract.status = Status.SENT.value
             contract.sent_at = contract.updated_at = utcnow()
             messages = self._invite_next(session, contract)
-            record(
+            event = record(
                 session,
                 actor,
                 "contract.send",
@@ -231,6 +233,7 @@ class ContractService:
                 org_id=org_id,
                 details={"document_sha256": revision.plaintext_sha256},
             )
+            self._evidence(session, event, document_sha256=revision.plaintext_sha256)
             return Outcome(contract, messages)
 
         return self._deliver(self._unit_of_work(work))
@@ -247,7 +250,7 @@ class ContractService:
             contract.status_reason = reason[:2000]
             contract.updated_at = utcnow()
             self._close_invitations(contract)
-            record(
+            event = record(
                 session,
                 actor,
                 "contract.void",
@@ -256,6 +259,7 @@ class ContractService:
                 org_id=org_id,
                 details={"reason": reason[:2000]},
             )
+            self._evidence(session, event)
             return contract
 
         return self._unit_of_work(work)
@@ -448,7 +452,7 @@ class ContractService:
             messages = self._invite_next(session, contract) if others_left else []
             if target is Status.COMPLETED:
                 messages += self._completion_notices(contract)
-            record(
+            event = record(
                 session,
                 _as_signer(actor, signer),
                 "contract.sign",
@@ -465,6 +469,14 @@ class ContractService:
                     "timestamp_token_sha256": evidence.timestamp_token_sha256,
                     "timestamp_time": evidence.timestamp_time,
                 },
+            )
+            self._evidence(
+                session,
+                event,
+                document_sha256=revision.plaintext_sha256,
+                signature_sha256=evidence.signature_sha256,
+                timestamp_token_sha256=evidence.timestamp_token_sha256,
+                certificate_sha256=certificate_fingerprint(issued.certificate),
             )
             if target is Status.COMPLETED:
                 self._seal(session, stored, contract, signed_pdf)
@@ -495,7 +507,7 @@ class ContractService:
             contract.status_reason = reason[:2000]
             contract.updated_at = now
             self._close_invitations(contract)
-            record(
+            event = record(
                 session,
                 _as_signer(actor, signer),
                 "contract.decline",
@@ -504,6 +516,7 @@ class ContractService:
                 org_id=contract.org_id,
                 details={"signer_id": signer.id, "reason": reason[:2000]},
             )
+            self._evidence(session, event)
             return Outcome(contract)
 
         return self._deliver(self._unit_of_work(work))
@@ -579,7 +592,7 @@ class ContractService:
         )
         revision = self._store_revision(session, stored, contract, sealed, kind="sealed")
         evidence = last_signature_evidence(sealed)
-        record(
+        event = record(
             session,
             Actor.system(),
             "contract.complete",
@@ -594,7 +607,30 @@ class ContractService:
                 "timestamp_time": evidence.timestamp_time,
             },
         )
+        self._evidence(
+            session,
+            event,
+            document_sha256=revision.plaintext_sha256,
+            signature_sha256=evidence.signature_sha256,
+            timestamp_token_sha256=evidence.timestamp_token_sha256,
+            certificate_sha256=certificate_fingerprint(certificate),
+        )
         return revision
+
+    def _evidence(self, session: Session, event: AuditEvent, **hashes: str) -> None:
+        """Commit the event to the evidence ledger in the same transaction as its audit entry.
+
+        The leaf holds hashes only (document, signature, timestamp, certificate, audit entry),
+        never content; taking the ledger's head after the audit head keeps the lock order fixed.
+        """
+        Ledger(session).append(
+            EvidenceRecord(
+                type=event.action,
+                contract_id=event.object_id,
+                audit_entry_sha256=event.entry_hash,
+                **hashes,
+            )
+        )
 
     def _unit_of_work(self, work: Callable[[Session, list[StoredObject]], T]) -> T:
         """Run ``work(session, stored)`` in one write transaction.
@@ -737,7 +773,7 @@ class ContractService:
             contract.status = Status.EXPIRED.value
             contract.updated_at = now
             self._close_invitations(contract)
-            record(
+            event = record(
                 session,
                 Actor.system(),
                 "contract.expire",
@@ -746,6 +782,7 @@ class ContractService:
                 org_id=contract.org_id,
                 details={"expires_at": contract.expires_at},
             )
+            self._evidence(session, event)
             session.flush()
 
     def _close_invitations(self, contract: Contract) -> None:
