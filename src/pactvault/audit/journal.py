@@ -43,6 +43,10 @@ class Actor:
     def system(cls) -> Actor:
         return cls(type="system", id="pactvault")
 
+    def acting_as(self, type: str, id: str | None, org_id: str | None) -> Actor:
+        """The same client (IP, user agent) once we know who it is: a user, a signer."""
+        return Actor(type=type, id=id, org_id=org_id, ip=self.ip, user_agent=self.user_agent)
+
 
 def entry_hash(prev_hash: str, record: dict[str, Any]) -> str:
     """SHA-256 over ``prev_hash`` (hex, ASCII) ‖ canonical JSON of the record."""

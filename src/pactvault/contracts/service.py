@@ -860,13 +860,7 @@ class ContractService:
 
 
 def _as_signer(actor: Actor, signer: Signer) -> Actor:
-    return Actor(
-        type="signer",
-        id=signer.id,
-        org_id=signer.org_id,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-    )
+    return actor.acting_as("signer", signer.id, signer.org_id)
 
 
 def _stored_of(revision: DocumentRevision) -> StoredObject:

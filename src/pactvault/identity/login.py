@@ -140,13 +140,7 @@ class LoginService:
                 issued = self._sessions.create(s, account.user_id, membership.org_id, client)
                 record(
                     s,
-                    Actor(
-                        type="user",
-                        id=account.user_id,
-                        org_id=membership.org_id,
-                        ip=client.ip,
-                        user_agent=client.user_agent,
-                    ),
+                    client.acting_as("user", account.user_id, membership.org_id),
                     "auth.login",
                     object_type="session",
                     object_id=issued.session_id,

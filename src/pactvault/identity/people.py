@@ -340,13 +340,7 @@ class PeopleService:
             )
             record(
                 s,
-                Actor(
-                    type="user",
-                    id=user.id,
-                    org_id=invitation.org_id,
-                    ip=client.ip,
-                    user_agent=client.user_agent,
-                ),
+                client.acting_as("user", user.id, invitation.org_id),
                 "invitation.accept",
                 object_type="invitation",
                 object_id=invitation.id,

@@ -18,7 +18,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -131,16 +131,22 @@ def parse_verifier_key(vkey: str) -> Ed25519NoteVerifier:
     Witness keys (type 0x04) have their own parser in ``witness.py``: a cosigner's key string
     configured as a log key would otherwise be a confusing half-trust.
     """
+    return parse_ed25519_key(vkey, Ed25519NoteVerifier, "note")
+
+
+def parse_ed25519_key(vkey: str, kind: type[_K], what: str) -> _K:
+    """Decode a verifier key string into ``kind``, insisting on ``kind``'s algorithm byte."""
     name, algorithm, public = decode_verifier_key(vkey)
-    if algorithm != ALG_ED25519 or len(public) != 32:
-        raise NoteError(f"not an Ed25519 note key (type 0x{algorithm:02x})")
-    return Ed25519NoteVerifier(name, Ed25519PublicKey.from_public_bytes(public))
+    if algorithm != kind.ALGORITHM or len(public) != 32:
+        raise NoteError(f"not an Ed25519 {what} key (type 0x{algorithm:02x})")
+    return kind(name, Ed25519PublicKey.from_public_bytes(public))
 
 
 @dataclass(frozen=True)
-class Ed25519NoteVerifier:
-    """Checks type-0x01 Ed25519 signatures over the note text (signed-note §Ed25519)."""
+class Ed25519Key:
+    """A named Ed25519 public key of one signed-note algorithm (log key or witness key)."""
 
+    ALGORITHM: ClassVar[int]
     name: str
     public_key: Ed25519PublicKey
 
@@ -149,7 +155,20 @@ class Ed25519NoteVerifier:
 
     @property
     def key_id(self) -> int:
-        return compute_key_id(self.name, ALG_ED25519, raw_public_key(self.public_key))
+        return compute_key_id(self.name, self.ALGORITHM, raw_public_key(self.public_key))
+
+    def key_string(self) -> str:
+        return verifier_key(self.name, self.ALGORITHM, raw_public_key(self.public_key))
+
+
+_K = TypeVar("_K", bound=Ed25519Key)
+
+
+@dataclass(frozen=True)
+class Ed25519NoteVerifier(Ed25519Key):
+    """Checks type-0x01 Ed25519 signatures over the note text (signed-note §Ed25519)."""
+
+    ALGORITHM: ClassVar[int] = ALG_ED25519
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != 64:
@@ -159,9 +178,6 @@ class Ed25519NoteVerifier:
         except InvalidSignature:
             return False
         return True
-
-    def key_string(self) -> str:
-        return verifier_key(self.name, ALG_ED25519, raw_public_key(self.public_key))
 
 
 class Ed25519NoteSigner:

@@ -63,9 +63,7 @@ def _same(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(bytes(a), bytes(b))
 
 
-def root_from_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
     """The root implied by an inclusion proof (RFC 9162 §2.1.3.2), or ProofError if malformed."""
     if size < 1 or not 0 <= index < size:
         raise ProofError(f"leaf index {index} is not in a tree of size {size}")

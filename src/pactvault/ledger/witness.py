@@ -15,22 +15,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pactvault.errors import ConflictError
 from pactvault.ledger.checkpoint import Checkpoint, check_consistent, open_checkpoint
 from pactvault.ledger.errors import NoteError
 from pactvault.ledger.note import (
     ALG_COSIGNATURE_V1,
+    Ed25519Key,
     NoteSignature,
     Verifier,
     check_key_name,
-    compute_key_id,
-    decode_verifier_key,
-    raw_public_key,
-    verifier_key,
+    parse_ed25519_key,
 )
 
 __all__ = [
@@ -59,16 +58,10 @@ def cosignature_time(signature: NoteSignature) -> int:
 
 
 @dataclass(frozen=True)
-class CosignatureVerifier:
-    name: str
-    public_key: Ed25519PublicKey
+class CosignatureVerifier(Ed25519Key):
+    """Checks a witness's timestamped cosignature/v1 (type 0x04) over a checkpoint."""
 
-    def __post_init__(self) -> None:
-        check_key_name(self.name)
-
-    @property
-    def key_id(self) -> int:
-        return compute_key_id(self.name, ALG_COSIGNATURE_V1, raw_public_key(self.public_key))
+    ALGORITHM: ClassVar[int] = ALG_COSIGNATURE_V1
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != 72:
@@ -82,16 +75,10 @@ class CosignatureVerifier:
             return False
         return True
 
-    def key_string(self) -> str:
-        return verifier_key(self.name, ALG_COSIGNATURE_V1, raw_public_key(self.public_key))
-
 
 def parse_cosigner_key(vkey: str) -> CosignatureVerifier:
     """A witness verifier from its key string (type 0x04 only)."""
-    name, algorithm, public = decode_verifier_key(vkey)
-    if algorithm != ALG_COSIGNATURE_V1 or len(public) != 32:
-        raise NoteError(f"not an Ed25519 cosignature key (type 0x{algorithm:02x})")
-    return CosignatureVerifier(name, Ed25519PublicKey.from_public_bytes(public))
+    return parse_ed25519_key(vkey, CosignatureVerifier, "cosignature")
 
 
 class CosignatureSigner:
