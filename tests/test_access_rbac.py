@@ -85,7 +85,7 @@ def test_other_tenants_resources_are_hidden_even_from_owners() -> None:
     decision = decide(member_of("owner"), "contract.read", contract(org="org-b"))
     assert not decision.allowed and decision.hide
     error = decision.error()
-    assert type(error) is NotFoundError and str(error) == "not found"
+    assert type(error) is NotFoundError and str(error) == "contract not found"
 
 
 def test_reach_for_list_queries() -> None:

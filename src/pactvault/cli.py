@@ -7,15 +7,21 @@ Errors from the services are turned into readable messages and exit codes here (
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography import x509
-from rich.console import Console
 
+from pactvault.commands.common import (
+    EXIT_INVALID,
+    HomeOption,
+    console,
+    err,
+)
+from pactvault.commands.common import fail as _fail
+from pactvault.commands.common import settings_for as _settings
 from pactvault.config import Settings
 from pactvault.errors import InvalidInputError, PactvaultError
 
@@ -26,29 +32,6 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="Audit journal checks.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT_INVALID, EXIT_USAGE, EXIT_ERROR = 1, 2, 3
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", help="Data directory (default: $PACTVAULT_HOME or ./pactvault-data)"),
-]
-
-
-def _settings(home: Path | None, **overrides: object) -> Settings:
-    # Everything pactvault writes (database, keys, blobs, outbox) is private to its owner.
-    os.umask(0o077)
-    if home is not None:
-        overrides["home"] = home
-    return Settings.from_env(**overrides)
-
-
-def _fail(exc: PactvaultError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc.detail}")
-    code = EXIT_USAGE if exc.status < 500 else EXIT_ERROR
-    return typer.Exit(code)
 
 
 def _print_init(result, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,10 @@ class PactvaultError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers an interface should send with this error (``Retry-After``)."""
+        return {}
+
 
 class InvalidInputError(PactvaultError):
     """The request itself is wrong: a missing field, a wrong type, a value out of range."""

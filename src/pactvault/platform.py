@@ -16,11 +16,18 @@ from cryptography import x509
 from pyhanko.sign.timestamps import TimeStamper
 from sqlalchemy.orm import Session
 
+from pactvault.access.decision import AccessControl
+from pactvault.access.roles import RoleService
 from pactvault.config import Settings
 from pactvault.contracts.service import ContractService
 from pactvault.errors import InvalidInputError, KeyServiceError
+from pactvault.identity.login import LoginService
+from pactvault.identity.passwords import PasswordHasher, PasswordPolicy
+from pactvault.identity.people import PeopleService
+from pactvault.identity.sessions import SessionService
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
+from pactvault.keys.secrets import platform_secret
 from pactvault.notify import Mailer, OutboxMailer
 from pactvault.pki.authority import CertificateAuthority
 from pactvault.store import migrate
@@ -40,7 +47,12 @@ class InitResult:
 
 class Platform:
     def __init__(
-        self, settings: Settings, key_store: LocalKeyStore, *, mailer: Mailer | None = None
+        self,
+        settings: Settings,
+        key_store: LocalKeyStore,
+        *,
+        mailer: Mailer | None = None,
+        password_hasher: PasswordHasher | None = None,
     ) -> None:
         self.settings = settings
         self.db = Database.from_url(settings.resolved_database_url)
@@ -49,7 +61,22 @@ class Platform:
         self.blobs = EncryptedBlobStore(self.blob_store, self.keys)
         self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
-        self.tokens = TokenService(self.db)
+        self.access = AccessControl(self.db)
+        self.tokens = TokenService(self.db, self.access)
+        self.roles = RoleService(self.db, self.access)
+        self.password_hasher = password_hasher or PasswordHasher()
+        self.password_policy = PasswordPolicy()
+        self.people = PeopleService(
+            self.db,
+            self.access,
+            self.password_hasher,
+            self.password_policy,
+            self.mailer,
+            public_url=settings.public_url,
+        )
+        # Sessions and logins need the CSRF key, which lives in the database: see _open_identity.
+        self.sessions: SessionService
+        self.login: LoginService
         self.external_tsa_roots = _external_tsa_roots(settings)
         self._tsa: TimestampAuthority | None = None
         self._tsa_lock = threading.Lock()
@@ -67,7 +94,11 @@ class Platform:
 
     @classmethod
     def initialise(
-        cls, settings: Settings, *, mailer: Mailer | None = None
+        cls,
+        settings: Settings,
+        *,
+        mailer: Mailer | None = None,
+        password_hasher: PasswordHasher | None = None,
     ) -> tuple[Platform, InitResult]:
         """First start (idempotent): data directory, root key, schema, CA + TSA, setup token."""
         _private_dir(settings.home)
@@ -77,10 +108,11 @@ class Platform:
             key_store.initialise()
         key_store.open()
         warnings = [key_store.warning] if getattr(key_store, "warning", None) else []
-        platform = cls(settings, key_store, mailer=mailer)
+        platform = cls(settings, key_store, mailer=mailer, password_hasher=password_hasher)
         migrate.upgrade(platform.db.engine)
         with platform.db.write() as session:
             platform.ca.initialise(session)
+        platform._open_identity()
         token = platform.tokens.create_setup_token()
         swept = sweep_orphan_blobs(platform.db, platform.blob_store)
         if swept.removed or swept.temporaries_removed:
@@ -104,7 +136,16 @@ class Platform:
         with platform.db.read() as session:
             if not platform.ca.is_initialised(session):
                 raise KeyServiceError("the certificate authority is missing (run `pactvault init`)")
+        platform._open_identity()
         return platform
+
+    def _open_identity(self) -> None:
+        with self.db.write() as session:
+            csrf_key = platform_secret(session, self.keys, "csrf")
+        self.sessions = SessionService(self.db, self.access, csrf_key=csrf_key)
+        self.login = LoginService(
+            self.db, self.access, self.sessions, self.password_hasher, self.password_policy
+        )
 
     def close(self) -> None:
         self.db.dispose()

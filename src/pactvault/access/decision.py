@@ -7,11 +7,13 @@ about to roll back with the exception and would take the audit entry with it.
 
 Rules, in order:
 1. a resource of another organisation is answered as missing (``NotFoundError``, word for word the
-   message a missing id gets) so tenants cannot probe each other's ids;
+   message a missing id of that type gets: "contract not found") so tenants cannot probe ids;
 2. a scoped action (``contract.read``) is allowed by its ``.all`` permission, or by ``.own`` when
    the caller created the resource or is a party to it;
 3. an exact, known permission the principal holds is allowed;
-4. everything else — including names that are not in the table — is denied.
+4. everything else — including names that are not in the table — is denied;
+5. a classified resource (分类分级) above the caller's clearance is denied, unless the caller
+   created it or is a party to it (a signer must be able to read what they sign).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from pactvault.store.db import Database
 NOT_FOUND = "not found"
 
 
+def not_found_message(resource_type: str | None) -> str:
+    """What a missing id answers, so another tenant's id can answer exactly the same."""
+    return f"{resource_type} {NOT_FOUND}" if resource_type else NOT_FOUND
+
+
 @dataclass(frozen=True)
 class Resource:
     """What a decision is about: enough to check tenancy and ownership, nothing more."""
@@ -38,6 +45,25 @@ class Resource:
     org_id: str
     owner_user_id: str | None = None
     party_user_ids: frozenset[str] = field(default_factory=frozenset)
+    #: Classification level of the resource, if it has one.
+    level: str | None = None
+
+    def involves(self, user_id: str | None) -> bool:
+        """Whether ``user_id`` created this resource or is a party to it."""
+        return user_id is not None and (
+            self.owner_user_id == user_id or user_id in self.party_user_ids
+        )
+
+
+#: Classification levels, lowest first.
+LEVELS = ("public", "internal", "confidential", "secret")
+
+
+def cleared(clearance: str, level: str) -> bool:
+    """Whether ``clearance`` reaches ``level``; unknown names never do (fail closed)."""
+    if clearance not in LEVELS or level not in LEVELS:
+        return False
+    return LEVELS.index(clearance) >= LEVELS.index(level)
 
 
 @dataclass(frozen=True)
@@ -47,17 +73,38 @@ class Decision:
     reason: str
     #: Deny as "not found" (the resource belongs to another tenant).
     hide: bool = False
+    #: The resource type, for the "<type> not found" message of a hidden resource.
+    subject: str | None = None
 
     def error(self) -> PactvaultError:
         if self.hide:
-            return NotFoundError(NOT_FOUND)
+            return NotFoundError(not_found_message(self.subject))
+        if self.reason == "insufficient-clearance":
+            return PermissionDeniedError(
+                "your clearance does not reach this object's classification level"
+            )
         return PermissionDeniedError(f"you are not allowed to {self.permission}")
 
 
 def decide(principal: Principal, permission: str, resource: Resource | None = None) -> Decision:
     """Allow or deny; never raises, never touches the database."""
     if resource is not None and resource.org_id != principal.org_id:
-        return Decision(False, permission, "other-tenant", hide=True)
+        return Decision(False, permission, "other-tenant", hide=True, subject=resource.type)
+    decision = _decide_permission(principal, permission, resource)
+    if (
+        decision.allowed
+        and resource is not None
+        and resource.level is not None
+        and not resource.involves(principal.user_id)
+        and not cleared(principal.clearance, resource.level)
+    ):
+        return Decision(False, permission, "insufficient-clearance")
+    return decision
+
+
+def _decide_permission(
+    principal: Principal, permission: str, resource: Resource | None
+) -> Decision:
     held = principal.permissions
     if permission in SCOPED_ACTIONS:
         if f"{permission}.all" in held:
@@ -65,10 +112,7 @@ def decide(principal: Principal, permission: str, resource: Resource | None = No
         if f"{permission}.own" in held:
             if resource is None:
                 return Decision(False, permission, "own-needs-resource")
-            user = principal.user_id
-            if user is not None and (
-                resource.owner_user_id == user or user in resource.party_user_ids
-            ):
+            if resource.involves(principal.user_id):
                 return Decision(True, permission, f"{permission}.own")
             return Decision(False, permission, "not-own")
         return Decision(False, permission, "missing-permission")

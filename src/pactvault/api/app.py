@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from pactvault import __version__
 from pactvault.api import problems
-from pactvault.api.routes import admin, contracts, signing, trust, verify
+from pactvault.api.routes import admin, auth, contracts, organisation, signing, trust, verify
 from pactvault.platform import Platform
 
 SECURITY_HEADERS = {
@@ -30,6 +30,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 MULTIPART_OVERHEAD = 1 << 20
+#: Every router of the API; the authorisation matrix test reads its rules from these.
+ROUTERS = (admin, auth, organisation, contracts, signing, verify, trust)
 
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
@@ -41,6 +43,9 @@ def run_maintenance(platform: Platform) -> None:
     expired = platform.contracts.expire_due()
     if expired:
         log.info("expired %d contract(s) past their signing deadline", expired)
+    pruned = platform.login.prune_throttles()
+    if pruned:
+        log.info("pruned %d stale sign-in throttle record(s)", pruned)
 
 
 def _lifespan(platform: Platform, interval: float):  # type: ignore[no-untyped-def]
@@ -101,7 +106,7 @@ def create_app(
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
-    for module in (admin, contracts, signing, verify, trust):
+    for module in ROUTERS:
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"])

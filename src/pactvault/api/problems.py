@@ -21,7 +21,14 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem(
-    request: Request, status: int, slug: str, title: str, detail: str, **extra: object
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: object,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + slug,
@@ -32,7 +39,9 @@ def problem(
         "request_id": getattr(request.state, "request_id", None),
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -41,7 +50,9 @@ def install(app: FastAPI) -> None:
     async def _pactvault_error(request: Request, exc: PactvaultError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), exc)
-        return problem(request, exc.status, exc.slug, exc.title, exc.detail)
+        return problem(
+            request, exc.status, exc.slug, exc.title, exc.detail, headers=exc.headers()
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

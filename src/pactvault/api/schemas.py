@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pactvault.store.models import Contract, DocumentRevision, Signer
+from pactvault.identity.tokens import TokenInfo
+from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signer
+
+Classification = Literal["public", "internal", "confidential", "secret"]
 
 
 class SignerIn(BaseModel):
@@ -31,6 +34,13 @@ class ContractMetadata(BaseModel):
     expires_at: datetime | None = None
     signers: list[SignerIn] = Field(min_length=1, max_length=50)
     send: bool = Field(default=False, description="Send immediately after creating")
+    classification: Classification = Field(
+        default="internal", description="Data classification level (分类分级)"
+    )
+    amount_minor: int | None = Field(
+        default=None, ge=0, description="Contract value in minor units (fen for CNY)"
+    )
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
 
 class SignerOut(BaseModel):
@@ -89,6 +99,10 @@ class ContractOut(BaseModel):
     completed_at: datetime | None
     expires_at: datetime | None
     current_version: int
+    classification: str
+    amount_minor: int | None
+    currency: str | None
+    created_by_user_id: str | None
     warnings: list[str]
     signers: list[SignerOut]
     revisions: list[RevisionOut]
@@ -105,6 +119,10 @@ class ContractOut(BaseModel):
             completed_at=c.completed_at,
             expires_at=c.expires_at,
             current_version=c.current_version,
+            classification=c.classification,
+            amount_minor=c.amount_minor,
+            currency=c.currency,
+            created_by_user_id=c.created_by_user_id,
             warnings=list(c.content_warnings or []),
             signers=[SignerOut.of(s) for s in c.signers],
             revisions=[RevisionOut.of(r) for r in c.revisions],
@@ -181,6 +199,26 @@ class TokenOut(BaseModel):
     org_id: str
 
 
+class TokenInfoOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, t: TokenInfo) -> TokenInfoOut:
+        return cls(
+            id=t.id,
+            name=t.name,
+            scopes=list(t.scopes),
+            created_at=t.created_at,
+            expires_at=t.expires_at,
+            last_used_at=t.last_used_at,
+        )
+
+
 class AuditEventOut(BaseModel):
     seq: int
     occurred_at: datetime
@@ -191,3 +229,21 @@ class AuditEventOut(BaseModel):
     user_agent: str | None
     details: dict[str, Any]
     entry_hash: str
+    object_type: str | None = None
+    object_id: str | None = None
+
+    @classmethod
+    def of(cls, e: AuditEvent) -> AuditEventOut:
+        return cls(
+            seq=e.seq,
+            occurred_at=e.occurred_at,
+            actor_type=e.actor_type,
+            actor_id=e.actor_id,
+            action=e.action,
+            ip=e.ip,
+            user_agent=e.user_agent,
+            details=e.details,
+            entry_hash=e.entry_hash,
+            object_type=e.object_type,
+            object_id=e.object_id,
+        )

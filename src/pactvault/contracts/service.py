@@ -19,11 +19,13 @@ from typing import Generic, TypeVar
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import TimeStamper
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from pactvault.access.decision import LEVELS
 from pactvault.audit.journal import Actor, record
 from pactvault.config import Settings
+from pactvault.contracts.access import involving
 from pactvault.contracts.states import (
     OPEN_FOR_SIGNING,
     ContractStateError,
@@ -57,6 +59,7 @@ from pactvault.tokens import SIGNING_PREFIX, new_token, token_digest
 MAX_SIGNERS = 50
 MAX_TITLE = 300
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 DEFAULT_CONSENT_TEXT = (
     "我已阅读并同意本合同的全部内容，同意使用电子签名签署，电子签名与手写签名或盖章具有同等法律效力。"
     " / I have read and agree to the entire contract and agree to sign it electronically; my "
@@ -137,10 +140,24 @@ class ContractService:
         signers: Sequence[SignerSpec],
         message: str | None = None,
         expires_at: datetime | None = None,
+        created_by_user_id: str | None = None,
+        classification: str = "internal",
+        amount_minor: int | None = None,
+        currency: str | None = None,
     ) -> Contract:
         title = (title or "").strip()
         if not title or len(title) > MAX_TITLE:
             raise InvalidInputError(f"title must be 1 to {MAX_TITLE} characters")
+        if classification not in LEVELS:
+            raise InvalidInputError(f"classification must be one of {', '.join(LEVELS)}")
+        if amount_minor is not None and (
+            isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor < 0
+        ):
+            raise InvalidInputError("amount_minor must be a whole number of minor units, >= 0")
+        if (amount_minor is None) != (currency is None):
+            raise InvalidInputError("amount_minor and currency go together")
+        if currency is not None and not CURRENCY_RE.match(currency):
+            raise InvalidInputError("currency must be an ISO 4217 code such as CNY")
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 raise InvalidInputError("expires_at must include a timezone")
@@ -162,6 +179,10 @@ class ContractService:
                 message=message,
                 status=Status.DRAFT.value,
                 created_by=actor.id or actor.type,
+                created_by_user_id=created_by_user_id,
+                classification=classification,
+                amount_minor=amount_minor,
+                currency=currency,
                 expires_at=expires_at,
                 content_warnings=warnings,
             )
@@ -271,28 +292,39 @@ class ContractService:
             return contract
 
     def list(
-        self, org_id: str, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        org_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        involving_user: str | None = None,
     ) -> tuple[list[Contract], int]:
+        """A page of the organisation's contracts, newest first.
+
+        ``involving_user`` narrows it to contracts that user created or signs (``.own`` reach).
+        """
         if not 1 <= limit <= 200 or offset < 0:
             raise InvalidInputError("limit must be 1..200 and offset >= 0")
         if status is not None and status not in {s.value for s in Status}:
             raise InvalidInputError(f"unknown status {status!r}")
         with self._db.read() as session:
             query = select(Contract).where(Contract.org_id == org_id)
+            if involving_user is not None:
+                query = query.where(involving(involving_user))
             if status:
                 query = query.where(Contract.status == status)
             total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = (
                 session.execute(
                     query.order_by(Contract.created_at.desc(), Contract.id)
+                    .options(selectinload(Contract.signers), selectinload(Contract.revisions))
                     .limit(limit)
                     .offset(offset)
                 )
                 .scalars()
                 .all()
             )
-            for row in rows:
-                _ = row.signers
             return list(rows), total
 
     def download(

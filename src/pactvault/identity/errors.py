@@ -29,6 +29,9 @@ class TooManyAttemptsError(PactvaultError):
         super().__init__(f"too many failed sign-in attempts; try again in {retry_after} seconds")
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, int(self.retry_after)))}
+
 
 class PasswordRejectedError(InvalidInputError):
     """A new password breaks the policy; ``reason`` is a stable code for the interface."""

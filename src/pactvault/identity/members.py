@@ -18,6 +18,7 @@ class ActiveMember:
     org_id: str
     role: str
     permissions: frozenset[str]
+    clearance: str = "internal"
 
 
 def normalise_email(email: str) -> str:
@@ -29,7 +30,7 @@ def normalise_email(email: str) -> str:
 def active_member(session: Session, user_id: str, org_id: str) -> ActiveMember | None:
     """The member's current role, or ``None`` if the account is disabled or not a member."""
     row = session.execute(
-        select(Membership.role)
+        select(Membership.role, Membership.clearance)
         .join(User, User.id == Membership.user_id)
         .where(
             Membership.user_id == user_id,
@@ -42,4 +43,4 @@ def active_member(session: Session, user_id: str, org_id: str) -> ActiveMember |
     permissions = role_permissions(session, org_id, row.role)
     if permissions is None:  # role deleted underneath: no rights at all (fail closed)
         permissions = frozenset()
-    return ActiveMember(user_id, org_id, row.role, permissions)
+    return ActiveMember(user_id, org_id, row.role, permissions, row.clearance)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from pactvault.access.decision import AccessControl, require
+from pactvault.access.decision import LEVELS, AccessControl, cleared, require
 from pactvault.access.roles import check_grant, role_permissions
 from pactvault.audit.journal import Actor, record
 from pactvault.errors import (
@@ -59,6 +59,7 @@ class MemberInfo:
     role: str
     status: str
     joined_at: datetime
+    clearance: str = "internal"
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,10 @@ class PeopleService:
             )
             s.add_all([org, user])
             s.flush()
-            member = Membership(org_id=org.id, user_id=user.id, role="owner", created_at=now)
+            # The owner answers for every contract of the organisation: full clearance.
+            member = Membership(
+                org_id=org.id, user_id=user.id, role="owner", clearance="secret", created_at=now
+            )
             s.add(member)
             s.flush()
             record(
@@ -151,7 +155,7 @@ class PeopleService:
                 org_id=org.id,
                 details={"owner": user.id},
             )
-            return MemberInfo(user.id, org.id, email, display, "owner", user.status, now)
+            return MemberInfo(user.id, org.id, email, display, "owner", user.status, now, "secret")
 
     # -- invitations ----------------------------------------------------------------------------
 
@@ -420,6 +424,40 @@ class PeopleService:
             )
             return self._info(membership, user)
 
+    def set_clearance(
+        self, principal: Principal, user_id: str, clearance: str, actor: Actor | None = None
+    ) -> MemberInfo:
+        """Set the classification level a member may read in clear (``member.manage``).
+
+        Nobody can raise anyone above their own clearance, nor change their own.
+        """
+        actor = actor or principal.actor()
+        with (
+            self._access.guard(
+                actor, "member.set-clearance", object_type="user", object_id=user_id
+            ),
+            self._db.write() as s,
+        ):
+            require(principal, "member.manage")
+            if clearance not in LEVELS:
+                raise InvalidInputError(f"clearance must be one of {', '.join(LEVELS)}")
+            if user_id == principal.user_id:
+                raise PermissionDeniedError("you cannot change your own clearance")
+            if not cleared(principal.clearance, clearance):
+                raise PermissionDeniedError("you cannot grant a clearance above your own")
+            membership, user = self._membership(s, principal.org_id, user_id)
+            before = membership.clearance
+            membership.clearance = clearance
+            record(
+                s,
+                actor,
+                "member.set-clearance",
+                object_type="user",
+                object_id=user_id,
+                details={"from": before, "to": clearance},
+            )
+            return self._info(membership, user)
+
     def remove_member(self, principal: Principal, user_id: str, actor: Actor | None = None) -> None:
         """Remove a member (``member.manage``), or leave the organisation oneself."""
         actor = actor or principal.actor()
@@ -469,4 +507,6 @@ class PeopleService:
 
     @staticmethod
     def _info(m: Membership, u: User) -> MemberInfo:
-        return MemberInfo(u.id, m.org_id, u.email, u.display_name, m.role, u.status, m.created_at)
+        return MemberInfo(
+            u.id, m.org_id, u.email, u.display_name, m.role, u.status, m.created_at, m.clearance
+        )

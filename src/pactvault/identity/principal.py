@@ -23,6 +23,8 @@ class Principal:
     session_id: str | None = None
     role: str | None = None
     permissions: frozenset[str] = field(default_factory=frozenset)
+    #: Highest classification level readable in clear (分类分级); see access.decision.
+    clearance: str = "internal"
 
     @property
     def kind(self) -> str:

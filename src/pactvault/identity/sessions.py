@@ -136,6 +136,7 @@ class SessionService:
             session_id=row.id,
             role=member.role,
             permissions=member.permissions,
+            clearance=member.clearance,
         )
 
     def _live(self, row: UserSession, now: datetime) -> bool:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from pactvault.access.decision import AccessControl
 from pactvault.access.permissions import is_known, legacy_permissions
 from pactvault.audit.journal import Actor, record
 from pactvault.errors import AuthenticationError, InvalidInputError, NotFoundError
@@ -55,8 +56,9 @@ class IssuedToken:
 
 
 class TokenService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, access: AccessControl | None = None) -> None:
         self._db = db
+        self._access = access or AccessControl(db)
 
     def create_setup_token(self) -> str | None:
         """Issue the setup token if no organisation exists yet and no unused token is pending.
@@ -143,9 +145,13 @@ class TokenService:
         """Revoke a token of the caller's organisation: its own, a personal token of the caller,
         or any with the ``admin`` scope / ``token.manage`` permission. Others answer not found."""
         manager = "admin" in principal.scopes or "token.manage" in principal.permissions
-        if not manager and token_id != principal.token_id and principal.user_id is None:
-            raise NotFoundError("token not found")
-        with self._db.write() as session:
+        actor = actor or principal.actor()
+        with (
+            self._access.guard(actor, "token.revoke", object_type="api-token", object_id=token_id),
+            self._db.write() as session,
+        ):
+            if not manager and token_id != principal.token_id and principal.user_id is None:
+                raise NotFoundError("token not found")
             row = session.get(ApiToken, token_id)
             if row is None or row.org_id != principal.org_id:
                 raise NotFoundError("token not found")
@@ -158,7 +164,7 @@ class TokenService:
             row.revoked_at = row.revoked_at or datetime.now(UTC)
             record(
                 session,
-                actor or principal.actor(),
+                actor,
                 "token.revoke",
                 object_type="api-token",
                 object_id=token_id,
@@ -187,6 +193,8 @@ class TokenService:
                     token_id=row.id,
                     scopes=scopes,
                     permissions=legacy_permissions(scopes),
+                    # Organisation tokens: full clearance only with full control (fail closed).
+                    clearance="secret" if "admin" in scopes else "internal",
                 )
             member = active_member(session, owner.user_id, row.org_id)
         if member is None:
@@ -198,6 +206,7 @@ class TokenService:
             user_id=member.user_id,
             role=member.role,
             permissions=scopes & member.permissions,
+            clearance=member.clearance,
         )
 
     # -- personal tokens of users ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pactvault.store.base import Base, UTCDateTime, utcnow
@@ -44,9 +44,16 @@ class Membership(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     role: Mapped[str] = mapped_column(String(64))
+    #: Highest data classification this member may read in clear (分类分级).
+    clearance: Mapped[str] = mapped_column(String(16), default="internal")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "user_id"),
+        CheckConstraint(
+            "clearance IN ('public', 'internal', 'confidential', 'secret')", name="clearance"
+        ),
+    )
 
 
 class CustomRole(Base):

@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -106,6 +107,15 @@ class Contract(Base):
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(32), default="draft", index=True)
     created_by: Mapped[str] = mapped_column(String(100))
+    #: The account that created it (None for organisation API tokens): decides ``.own`` reach.
+    created_by_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id"), nullable=True, index=True
+    )
+    #: Data classification (分类分级): public < internal < confidential < secret.
+    classification: Mapped[str] = mapped_column(String(16), default="internal")
+    #: The contract's value in minor units of ``currency``, for approval rules; optional.
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -125,6 +135,13 @@ class Contract(Base):
     )
 
     __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012
+    __table_args__ = (
+        CheckConstraint(
+            "classification IN ('public', 'internal', 'confidential', 'secret')",
+            name="classification",
+        ),
+        CheckConstraint("amount_minor IS NULL OR amount_minor >= 0", name="amount_not_negative"),
+    )
 
 
 class Signer(Base):

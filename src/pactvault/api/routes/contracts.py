@@ -1,16 +1,22 @@
-"""Sender-side contract routes (API token)."""
+"""Sender-side contract routes (API tokens and signed-in members).
+
+Each route declares its permission; routes about one contract then authorise that contract
+(``.all`` reach, or ``.own`` when the caller created it or signs it; another tenant's contract
+answers exactly like a missing one, and the attempt is audited).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from pactvault.api.deps import PlatformDep, actor_for, read_upload, require_scope
+from pactvault.access.decision import cleared, reach
+from pactvault.api.deps import Caller, PlatformDep, allow, read_upload
 from pactvault.api.schemas import (
     AuditEventOut,
     ContractMetadata,
@@ -18,14 +24,23 @@ from pactvault.api.schemas import (
     ContractPage,
     VoidIn,
 )
+from pactvault.contracts.access import authorize_contract
 from pactvault.contracts.service import SignerSpec
-from pactvault.errors import InvalidInputError
-from pactvault.identity.tokens import Principal
+from pactvault.errors import InvalidInputError, PermissionDeniedError
 from pactvault.store.models import AuditEvent
 
 router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
-Reader = Annotated[Principal, require_scope("contracts:read")]
-Writer = Annotated[Principal, require_scope("contracts:write")]
+Creator = Annotated[Caller, allow("contract.create")]
+Reader = Annotated[Caller, allow("contract.read", on_object="contract")]
+Sender = Annotated[Caller, allow("contract.send", on_object="contract")]
+Voider = Annotated[Caller, allow("contract.void", on_object="contract")]
+TrailReader = Annotated[Caller, allow("contract.read", "audit.read", on_object="contract")]
+
+
+def authorize(platform: PlatformDep, who: Caller, permission: str, contract_id: str) -> None:
+    authorize_contract(
+        platform.db, platform.access, who.principal, permission, contract_id, who.actor
+    )
 
 
 def pdf_response(data: bytes, filename: str, sha256: str) -> Response:
@@ -43,9 +58,8 @@ def pdf_response(data: bytes, filename: str, sha256: str) -> Response:
 
 @router.post("", status_code=201, response_model=ContractOut)
 async def create_contract(
-    request: Request,
     platform: PlatformDep,
-    who: Writer,
+    who: Creator,
     file: Annotated[UploadFile, File(description="The contract PDF")],
     metadata: Annotated[str, Form(description="ContractMetadata as JSON")],
 ) -> ContractOut:
@@ -54,8 +68,14 @@ async def create_contract(
         meta = ContractMetadata.model_validate(json.loads(metadata))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise InvalidInputError(f"metadata is not valid: {exc}") from None
+    if meta.send and not {"contract.send.all", "contract.send.own"} & who.principal.permissions:
+        platform.access.authorize(who.principal, "contract.send", actor=who.actor)
+    if not cleared(who.principal.clearance, meta.classification):
+        denied = PermissionDeniedError("you cannot classify a contract above your own clearance")
+        platform.access.record_denial(who.actor, "contract.create", denied, reason="clearance")
+        raise denied
     data = await read_upload(file, platform.settings.max_upload_bytes)
-    actor = actor_for(request, who)
+    actor = who.actor
     contract = platform.contracts.create(
         actor,
         who.org_id,
@@ -74,6 +94,10 @@ async def create_contract(
             )
             for s in meta.signers
         ],
+        created_by_user_id=who.user_id,
+        classification=meta.classification,
+        amount_minor=meta.amount_minor,
+        currency=meta.currency,
     )
     if meta.send:
         platform.contracts.send(actor, who.org_id, contract.id)
@@ -88,7 +112,15 @@ def list_contracts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ContractPage:
-    items, total = platform.contracts.list(who.org_id, status=status, limit=limit, offset=offset)
+    """Contracts the caller may read: all of the organisation's, or those they created or sign."""
+    scope = reach(who.principal, "contract.read")
+    items, total = platform.contracts.list(
+        who.org_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+        involving_user=who.user_id if scope == "own" else None,
+    )
     return ContractPage(
         items=[ContractOut.of(c) for c in items], total=total, limit=limit, offset=offset
     )
@@ -96,23 +128,24 @@ def list_contracts(
 
 @router.get("/{contract_id}", response_model=ContractOut)
 def get_contract(contract_id: str, platform: PlatformDep, who: Reader) -> ContractOut:
+    authorize(platform, who, "contract.read", contract_id)
     return ContractOut.of(platform.contracts.get(who.org_id, contract_id))
 
 
 @router.post("/{contract_id}/send", response_model=ContractOut)
-def send_contract(
-    contract_id: str, request: Request, platform: PlatformDep, who: Writer
-) -> ContractOut:
+def send_contract(contract_id: str, platform: PlatformDep, who: Sender) -> ContractOut:
     """Invite the first signing group. Signing links go only to the signers, never to you."""
-    platform.contracts.send(actor_for(request, who), who.org_id, contract_id)
+    authorize(platform, who, "contract.send", contract_id)
+    platform.contracts.send(who.actor, who.org_id, contract_id)
     return ContractOut.of(platform.contracts.get(who.org_id, contract_id))
 
 
 @router.post("/{contract_id}/void", response_model=ContractOut)
 def void_contract(
-    contract_id: str, body: VoidIn, request: Request, platform: PlatformDep, who: Writer
+    contract_id: str, body: VoidIn, platform: PlatformDep, who: Voider
 ) -> ContractOut:
-    platform.contracts.void(actor_for(request, who), who.org_id, contract_id, body.reason)
+    authorize(platform, who, "contract.void", contract_id)
+    platform.contracts.void(who.actor, who.org_id, contract_id, body.reason)
     return ContractOut.of(platform.contracts.get(who.org_id, contract_id))
 
 
@@ -123,24 +156,30 @@ def void_contract(
 )
 def download_document(
     contract_id: str,
-    request: Request,
     platform: PlatformDep,
     who: Reader,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     """The latest revision (or ``version``), decrypted. Every download is audited."""
-    revision, data = platform.contracts.download(
-        actor_for(request, who), who.org_id, contract_id, version
-    )
+    authorize(platform, who, "contract.read", contract_id)
+    revision, data = platform.contracts.download(who.actor, who.org_id, contract_id, version)
     return pdf_response(
         data, f"contract-{contract_id}-v{revision.version}.pdf", revision.plaintext_sha256
     )
 
 
 @router.get("/{contract_id}/audit", response_model=list[AuditEventOut])
-def contract_audit(contract_id: str, platform: PlatformDep, who: Reader) -> list[AuditEventOut]:
-    """The contract's audit trail (its entries of the hash-chained journal)."""
-    platform.contracts.get(who.org_id, contract_id)  # tenant check: 404 for others' contracts
+def contract_audit(
+    contract_id: str, platform: PlatformDep, who: TrailReader
+) -> list[AuditEventOut]:
+    """The contract's audit trail (its entries of the hash-chained journal).
+
+    Readers of the contract see it, and so do auditors (``audit.read``) who may not read content.
+    """
+    if "audit.read" in who.principal.permissions:
+        authorize(platform, who, "audit.read", contract_id)
+    else:
+        authorize(platform, who, "contract.read", contract_id)
     with platform.db.read() as session:
         rows = session.execute(
             select(AuditEvent)
@@ -151,17 +190,4 @@ def contract_audit(contract_id: str, platform: PlatformDep, who: Reader) -> list
             )
             .order_by(AuditEvent.seq)
         ).scalars()
-        return [
-            AuditEventOut(
-                seq=e.seq,
-                occurred_at=e.occurred_at,
-                actor_type=e.actor_type,
-                actor_id=e.actor_id,
-                action=e.action,
-                ip=e.ip,
-                user_agent=e.user_agent,
-                details=e.details,
-                entry_hash=e.entry_hash,
-            )
-            for e in rows
-        ]
+        return [AuditEventOut.of(e) for e in rows]

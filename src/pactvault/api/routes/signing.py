@@ -13,13 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from pactvault.api.deps import PlatformDep, client_actor, signing_token
+from pactvault.api.deps import SIGNER, PlatformDep, client_actor, signing_token
 from pactvault.api.routes.contracts import pdf_response
 from pactvault.api.schemas import DeclineIn, SignatureOut, SignerOut, SignerView, SignIn
 from pactvault.contracts.service import DEFAULT_CONSENT_TEXT, SignInput
 from pactvault.errors import InvalidInputError
 
-router = APIRouter(prefix="/api/v1/signer", tags=["signing"])
+router = APIRouter(prefix="/api/v1/signer", tags=["signing"], dependencies=[SIGNER])
 Token = Annotated[str, Depends(signing_token)]
 
 

@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from pactvault.api.deps import PlatformDep
+from pactvault.api.deps import PUBLIC, PlatformDep
 from pactvault.errors import InvalidInputError, PayloadTooLargeError
 
-router = APIRouter(tags=["trust"])
+router = APIRouter(tags=["trust"], dependencies=[PUBLIC])
 MAX_PROTOCOL_REQUEST = 64 * 1024
 
 

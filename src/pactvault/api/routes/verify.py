@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
 
-from pactvault.api.deps import PlatformDep, read_upload
+from pactvault.api.deps import PUBLIC, PlatformDep, read_upload
 from pactvault.pdf.validate import verify_pdf
 
-router = APIRouter(prefix="/api/v1", tags=["verification"])
+router = APIRouter(prefix="/api/v1", tags=["verification"], dependencies=[PUBLIC])
 
 
 @router.post("/verify")

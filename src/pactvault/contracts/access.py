@@ -1,0 +1,82 @@
+"""What access control needs to know about contracts: who owns one, who is a party to it.
+
+A party is an account whose (normalised) email address is one of the contract's signers: members
+see and sign what they are party to. Look-ups ignore the tenant on purpose — the decision itself
+answers another tenant's contract as missing, and audits the attempt.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from pactvault.access.decision import AccessControl, Resource
+from pactvault.audit.journal import Actor
+from pactvault.errors import NotFoundError
+from pactvault.identity.members import normalise_email
+from pactvault.identity.principal import Principal
+from pactvault.store.db import Database
+from pactvault.store.identity_models import User
+from pactvault.store.models import Contract, Signer
+
+RESOURCE_TYPE = "contract"
+NOT_FOUND = "contract not found"
+
+
+def authorize_contract(
+    db: Database,
+    access: AccessControl,
+    principal: Principal,
+    permission: str,
+    contract_id: str,
+    actor: Actor,
+) -> Resource:
+    """Allow ``permission`` on the contract or raise; missing and foreign ids answer alike."""
+    with db.read() as session:
+        resource = contract_resource(session, contract_id)
+    if resource is None:
+        raise NotFoundError(NOT_FOUND)
+    access.authorize(principal, permission, resource, actor=actor)
+    return resource
+
+
+def contract_resource(session: Session, contract_id: str) -> Resource | None:
+    """The access-control view of a contract, or ``None`` if no such contract exists."""
+    if not contract_id or len(contract_id) > 64:
+        return None
+    row = session.execute(
+        select(
+            Contract.id, Contract.org_id, Contract.created_by_user_id, Contract.classification
+        ).where(Contract.id == contract_id)
+    ).first()
+    if row is None:
+        return None
+    emails = {
+        normalise_email(e)
+        for e in session.execute(
+            select(Signer.email).where(Signer.contract_id == contract_id)
+        ).scalars()
+    }
+    parties = (
+        session.execute(select(User.id).where(User.email.in_(emails))).scalars().all()
+        if emails
+        else []
+    )
+    return Resource(
+        type=RESOURCE_TYPE,
+        id=row.id,
+        org_id=row.org_id,
+        owner_user_id=row.created_by_user_id,
+        party_user_ids=frozenset(parties),
+        level=row.classification,
+    )
+
+
+def involving(user_id: str) -> ColumnElement[bool]:
+    """SQL condition: the contract was created by ``user_id`` or lists them as a signer."""
+    party = exists(
+        select(Signer.id)
+        .join(User, func.lower(func.trim(Signer.email)) == User.email)
+        .where(Signer.contract_id == Contract.id, User.id == user_id)
+    )
+    return or_(Contract.created_by_user_id == user_id, party)
