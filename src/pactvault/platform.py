@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from pactvault.access.decision import AccessControl
 from pactvault.access.roles import RoleService
 from pactvault.config import Settings
+from pactvault.contracts.approvals import ApprovalService
 from pactvault.contracts.service import ContractService
 from pactvault.errors import InvalidInputError, KeyServiceError
 from pactvault.identity.login import LoginService
@@ -62,6 +63,7 @@ class Platform:
         self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
         self.access = AccessControl(self.db)
+        self.approvals = ApprovalService(self.db, self.access)
         self.tokens = TokenService(self.db, self.access)
         self.roles = RoleService(self.db, self.access)
         self.password_hasher = password_hasher or PasswordHasher()
@@ -88,6 +90,7 @@ class Platform:
             timestamper=self.timestamper,
             mailer=self.mailer,
             settings=settings,
+            approvals=self.approvals,
         )
 
     # -- construction -----------------------------------------------------------------------

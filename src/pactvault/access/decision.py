@@ -168,7 +168,8 @@ class AccessControl:
             decision.error(),
             object_type=resource.type if resource else None,
             object_id=resource.id if resource else None,
-            reason=decision.reason,
+            # The prober's own auditors must not learn that a foreign id exists.
+            reason=NOT_FOUND if decision.hide else decision.reason,
         )
         raise decision.error()
 

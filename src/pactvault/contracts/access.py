@@ -1,7 +1,8 @@
 """What access control needs to know about contracts: who owns one, who is a party to it.
 
-A party is an account whose (normalised) email address is one of the contract's signers: members
-see and sign what they are party to. Look-ups ignore the tenant on purpose — the decision itself
+A party is an account whose (normalised) email address is one of the contract's signers, or who
+was asked to approve it: members see and sign what they are party to, approvers see what they are
+asked to approve. Look-ups ignore the tenant on purpose — the decision itself
 answers another tenant's contract as missing, and audits the attempt.
 """
 
@@ -12,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from pactvault.access.decision import AccessControl, Resource
 from pactvault.audit.journal import Actor
+from pactvault.contracts.approvals import approver_user_ids
 from pactvault.errors import NotFoundError
 from pactvault.identity.members import normalise_email
 from pactvault.identity.principal import Principal
+from pactvault.store.approval_models import ApprovalApprover, ApprovalRequest
 from pactvault.store.db import Database
 from pactvault.store.identity_models import User
 from pactvault.store.models import Contract, Signer
@@ -35,7 +38,16 @@ def authorize_contract(
     with db.read() as session:
         resource = contract_resource(session, contract_id)
     if resource is None:
-        raise NotFoundError(NOT_FOUND)
+        missing = NotFoundError(NOT_FOUND)
+        access.record_denial(
+            actor,
+            permission,
+            missing,
+            object_type=RESOURCE_TYPE,
+            object_id=contract_id,
+            reason="not found",
+        )
+        raise missing
     access.authorize(principal, permission, resource, actor=actor)
     return resource
 
@@ -67,16 +79,21 @@ def contract_resource(session: Session, contract_id: str) -> Resource | None:
         id=row.id,
         org_id=row.org_id,
         owner_user_id=row.created_by_user_id,
-        party_user_ids=frozenset(parties),
+        party_user_ids=frozenset(parties) | approver_user_ids(session, contract_id),
         level=row.classification,
     )
 
 
 def involving(user_id: str) -> ColumnElement[bool]:
-    """SQL condition: the contract was created by ``user_id`` or lists them as a signer."""
+    """SQL condition: ``user_id`` created the contract, signs it or was asked to approve it."""
     party = exists(
         select(Signer.id)
         .join(User, func.lower(func.trim(Signer.email)) == User.email)
         .where(Signer.contract_id == Contract.id, User.id == user_id)
     )
-    return or_(Contract.created_by_user_id == user_id, party)
+    approver = exists(
+        select(ApprovalApprover.id)
+        .join(ApprovalRequest, ApprovalRequest.id == ApprovalApprover.request_id)
+        .where(ApprovalRequest.contract_id == Contract.id, ApprovalApprover.user_id == user_id)
+    )
+    return or_(Contract.created_by_user_id == user_id, party, approver)

@@ -26,6 +26,8 @@ from pactvault.access.decision import LEVELS
 from pactvault.audit.journal import Actor, record
 from pactvault.config import Settings
 from pactvault.contracts.access import involving
+from pactvault.contracts.approval_rules import ContractFacts
+from pactvault.contracts.approvals import ApprovalService
 from pactvault.contracts.states import (
     OPEN_FOR_SIGNING,
     ContractStateError,
@@ -119,8 +121,10 @@ class ContractService:
         timestamper: TimestamperFactory,
         mailer: Mailer,
         settings: Settings,
+        approvals: ApprovalService,
     ) -> None:
         self._db = db
+        self._approvals = approvals
         self._keys = keys
         self._blobs = blobs
         self._ca = ca
@@ -232,6 +236,11 @@ class ContractService:
             self._expire_if_due(session, contract)
             check_transition(contract.status, Status.SENT)
             original = self._current_revision(session, contract)
+            # Organisation approval rules (审批) gate sending: refused unless an approval covers
+            # exactly these facts (document hash included).
+            approval_id = self._approvals.ensure_send_allowed(
+                session, approval_facts(contract, original)
+            )
             pdf = self._read(session, contract, original)
             fields = [
                 SignatureField(name=s.field_name, page=s.field_page, box=tuple(s.field_box))  # type: ignore[arg-type]
@@ -252,12 +261,23 @@ class ContractService:
                 object_type="contract",
                 object_id=contract.id,
                 org_id=org_id,
-                details={"document_sha256": revision.plaintext_sha256},
+                details={
+                    "document_sha256": revision.plaintext_sha256,
+                    "approval_request_id": approval_id,
+                },
             )
             self._evidence(session, event, document_sha256=revision.plaintext_sha256)
             return Outcome(contract, messages)
 
-        return self._deliver(self._unit_of_work(work))
+        with self._approvals.refusals(actor, contract_id):
+            outcome = self._unit_of_work(work)
+        return self._deliver(outcome)
+
+    def approval_facts(self, org_id: str, contract_id: str) -> ContractFacts:
+        """The facts an approval request for this contract covers (its current draft)."""
+        with self._db.read() as session:
+            contract = self._contract(session, org_id, contract_id)
+            return approval_facts(contract, self._current_revision(session, contract))
 
     def void(self, actor: Actor, org_id: str, contract_id: str, reason: str) -> Contract:
         reason = (reason or "").strip()
@@ -969,3 +989,16 @@ __all__ = [
     "SignInput",
     "SignerSpec",
 ]
+
+
+def approval_facts(contract: Contract, revision: DocumentRevision) -> ContractFacts:
+    return ContractFacts(
+        contract_id=contract.id,
+        org_id=contract.org_id,
+        title=contract.title,
+        classification=contract.classification,
+        amount_minor=contract.amount_minor,
+        currency=contract.currency,
+        created_by_user_id=contract.created_by_user_id,
+        document_sha256=revision.plaintext_sha256,
+    )

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import pactvault.store.approval_models  # registers the approval tables
 import pactvault.store.identity_models  # noqa: F401  (registers the identity tables)
 from pactvault.store import ledger_models  # noqa: F401  (registers the ledger tables)
 from pactvault.store.base import Base, UTCDateTime, utcnow
