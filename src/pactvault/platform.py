@@ -25,6 +25,9 @@ from pactvault.errors import InvalidInputError, KeyServiceError
 from pactvault.identity.login import LoginService
 from pactvault.identity.passwords import PasswordHasher, PasswordPolicy
 from pactvault.identity.people import PeopleService
+from pactvault.identity.personal_data import PersonalDataService
+from pactvault.identity.realname.admin_review import AdminReviewProvider
+from pactvault.identity.realname.service import VerificationService
 from pactvault.identity.sessions import SessionService
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
@@ -64,6 +67,12 @@ class Platform:
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
         self.access = AccessControl(self.db)
         self.approvals = ApprovalService(self.db, self.access)
+        self.personal_data = PersonalDataService(self.db, self.keys, self.access)
+        # Built-in real-name verification: an administrator reviews uploaded ID documents.
+        # Commercial providers (三要素, bank card, face liveness) plug in as IdentityProviders.
+        self.verification = VerificationService(
+            self.db, self.access, self.personal_data, self.blobs, [AdminReviewProvider()]
+        )
         self.tokens = TokenService(self.db, self.access)
         self.roles = RoleService(self.db, self.access)
         self.password_hasher = password_hasher or PasswordHasher()

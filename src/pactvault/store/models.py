@@ -27,9 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-import pactvault.store.approval_models  # registers the approval tables
-import pactvault.store.identity_models  # noqa: F401  (registers the identity tables)
-from pactvault.store import ledger_models  # noqa: F401  (registers the ledger tables)
+from pactvault.store import (
+    approval_models,  # noqa: F401  (registers the approval tables)
+    identity_models,  # noqa: F401  (registers the identity tables)
+    ledger_models,  # noqa: F401  (registers the ledger tables)
+    realname_models,  # noqa: F401  (registers real-name, personal data)
+)
 from pactvault.store.base import Base, UTCDateTime, utcnow
 from pactvault.store.key_models import KeyEncryptionKey, SigningKey
 

@@ -20,6 +20,7 @@ from pactvault.errors import NotFoundError
 from pactvault.store.blobs import BlobStore
 from pactvault.store.db import Database
 from pactvault.store.models import DocumentRevision
+from pactvault.store.realname_models import VerificationEvidence
 
 DEFAULT_GRACE = timedelta(hours=1)
 DOCUMENT_PREFIX = "org/"
@@ -45,6 +46,7 @@ def sweep_orphan_blobs(
     candidates = [key for key in blobs.keys(DOCUMENT_PREFIX) if _older_than(blobs, key, cutoff)]
     with db.read() as session:
         referenced = set(session.execute(select(DocumentRevision.blob_key)).scalars())
+        referenced |= set(session.execute(select(VerificationEvidence.blob_key)).scalars())
     removed = [key for key in candidates if key not in referenced]
     for key in removed:
         blobs.delete(key)
