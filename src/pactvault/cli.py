@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from cryptography import x509
 
+from pactvault.commands import ledger as ledger_commands
 from pactvault.commands.common import (
     EXIT_INVALID,
     HomeOption,
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="Audit journal checks.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(ledger_commands.app, name="ledger")
 
 
 def _print_init(result, settings: Settings) -> None:  # type: ignore[no-untyped-def]

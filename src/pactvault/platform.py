@@ -32,6 +32,7 @@ from pactvault.identity.sessions import SessionService
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
 from pactvault.keys.secrets import platform_secret
+from pactvault.ledger.service import LedgerService, origin_for
 from pactvault.notify import Mailer, OutboxMailer
 from pactvault.pki.authority import CertificateAuthority
 from pactvault.store import migrate
@@ -66,6 +67,7 @@ class Platform:
         self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
         self.access = AccessControl(self.db)
+        self.ledger = LedgerService(self.db, self.keys, origin_for(settings.public_url))
         self.approvals = ApprovalService(self.db, self.access)
         self.personal_data = PersonalDataService(self.db, self.keys, self.access)
         # Built-in real-name verification: an administrator reviews uploaded ID documents.
@@ -124,6 +126,7 @@ class Platform:
         migrate.upgrade(platform.db.engine)
         with platform.db.write() as session:
             platform.ca.initialise(session)
+        platform.ledger.verifier_key()  # create the log key now, so no GET ever writes it
         platform._open_identity()
         token = platform.tokens.create_setup_token()
         swept = sweep_orphan_blobs(platform.db, platform.blob_store)

@@ -19,7 +19,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from pactvault import __version__
 from pactvault.api import problems
-from pactvault.api.routes import admin, auth, contracts, organisation, signing, trust, verify
+from pactvault.api.routes import (
+    admin,
+    auth,
+    contracts,
+    ledger,
+    organisation,
+    signing,
+    trust,
+    verify,
+)
 from pactvault.platform import Platform
 
 SECURITY_HEADERS = {
@@ -31,7 +40,7 @@ SECURITY_HEADERS = {
 }
 MULTIPART_OVERHEAD = 1 << 20
 #: Every router of the API; the authorisation matrix test reads its rules from these.
-ROUTERS = (admin, auth, organisation, contracts, signing, verify, trust)
+ROUTERS = (admin, auth, organisation, contracts, signing, verify, trust, ledger)
 
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
@@ -43,6 +52,9 @@ def run_maintenance(platform: Platform) -> None:
     expired = platform.contracts.expire_due()
     if expired:
         log.info("expired %d contract(s) past their signing deadline", expired)
+    due = platform.ledger.run_due()
+    if due.anchored or due.published:
+        log.info("ledger: anchored=%s published=%s", due.anchored, bool(due.published))
     pruned = platform.login.prune_throttles()
     if pruned:
         log.info("pruned %d stale sign-in throttle record(s)", pruned)

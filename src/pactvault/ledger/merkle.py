@@ -23,6 +23,7 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "Node",
+    "RootAccumulator",
     "Span",
     "consistency_spans",
     "fold_perfect",
@@ -82,6 +83,31 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
         return EMPTY_ROOT
     parts = [perfect_root(leaf_hashes[n.start : n.end]) for n in Span(0, len(leaf_hashes)).parts()]
     return fold_perfect(parts)
+
+
+class RootAccumulator:
+    """The root of a growing tree fed one leaf hash at a time, in O(log n) memory.
+
+    It keeps only the perfect subtrees covering ``[0, size)`` (largest first), which is what a
+    scan over millions of stored leaves needs to compare them with a signed root at any size.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def append(self, leaf_hash: bytes) -> None:
+        level, value = 0, leaf_hash
+        while self._parts and self._parts[-1][0] == level:
+            value = node_hash(self._parts.pop()[1], value)
+            level += 1
+        self._parts.append((level, value))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._parts:
+            return EMPTY_ROOT
+        return fold_perfect([value for _, value in self._parts])
 
 
 def _split(n: int) -> int:

@@ -62,12 +62,21 @@ class CheckpointStore:
         Checkpoint(origin, 0, bytes(32))  # validates the origin line
         self.origin = origin
 
-    def publish(self, session: Session, signer: Ed25519NoteSigner) -> PublishedCheckpoint:
+    def publish(
+        self,
+        session: Session,
+        signer: Ed25519NoteSigner,
+        *,
+        now: datetime | None = None,
+        refresh: bool = False,
+    ) -> PublishedCheckpoint:
         """Sign the current tree head, in the caller's transaction.
 
         Holds the ledger head lock, so the signed size and root cannot move underneath and
         concurrent publishers line up. Publishing again with nothing new returns the previous
-        checkpoint instead of a duplicate.
+        checkpoint instead of a duplicate — unless ``refresh``: then the same signed note is
+        recorded again at ``now``, so an idle log still shows when it last vouched for its head
+        (Ed25519 signing is deterministic, so the note itself is byte-for-byte the same).
         """
         if signer.name != self.origin:
             raise InvalidInputError("the log key's name must be the checkpoint origin")
@@ -80,14 +89,14 @@ class CheckpointStore:
                 raise ConflictError("the ledger was published under a different origin")
             _check_against_head(ledger, latest.checkpoint, head)
         note = sign_checkpoint(checkpoint, signer)
-        if latest is not None and latest.note == note:
+        if latest is not None and latest.note == note and not refresh:
             return latest
         row = LedgerCheckpoint(
             origin=self.origin,
             tree_size=head.size,
             root_hash=head.root_hash,
             note=note,
-            published_at=utcnow(),
+            published_at=now or utcnow(),
         )
         session.add(row)
         session.flush()

@@ -3,8 +3,9 @@
 The ledger is public evidence that outlives tenants: when an organisation's keys are destroyed its
 documents become unreadable, but the log must stay verifiable and must not leak anything. So a
 record can only hold values that are *references* — SHA-256 digests (lowercase hex), a contract's
-UUID and an event type from a fixed list — and the constructor refuses everything else. There is
-no free-text field on purpose: names, e-mail addresses, titles or document bytes have no way in.
+UUID, an audit journal sequence number and an event type from a fixed list — and the constructor
+refuses everything else. There is no free-text field on purpose: names, e-mail addresses, titles
+or document bytes have no way in.
 
 The leaf data is the record's canonical JSON (sorted keys, compact, UTF-8; absent fields left
 out) with a format version ``v``, so anyone can re-hash an exported record with an ordinary JSON
@@ -56,12 +57,19 @@ class EvidenceRecord:
     timestamp_token_sha256: str | None = None  # the RFC 3161 token
     certificate_sha256: str | None = None  # fingerprint of the signer's certificate (DER)
     audit_entry_sha256: str | None = None  # entry_hash of the matching audit journal entry
+    # "audit.anchor" only: the seq of the journal entry whose entry_hash is audit_entry_sha256, so
+    # the anchor names which prefix of the hash chain it commits to.
+    audit_seq: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or self.type not in EVENT_TYPES:
             raise EvidenceRecordError(f"unknown evidence event type {self.type!r}")
         if self.contract_id is not None and not _matches(_UUID, self.contract_id):
             raise EvidenceRecordError("contract_id must be a lowercase UUID")
+        if self.audit_seq is not None and (
+            type(self.audit_seq) is not int or not 1 <= self.audit_seq < 1 << 63
+        ):
+            raise EvidenceRecordError("audit_seq must be a positive integer")
         for f in fields(self):
             if f.name.endswith("_sha256"):
                 value = getattr(self, f.name)

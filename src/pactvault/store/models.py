@@ -31,6 +31,7 @@ from pactvault.store import (
     approval_models,  # noqa: F401  (registers the approval tables)
     identity_models,  # noqa: F401  (registers the identity tables)
     ledger_models,  # noqa: F401  (registers the ledger tables)
+    ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
     realname_models,  # noqa: F401  (registers real-name, personal data)
 )
 from pactvault.store.base import Base, UTCDateTime, utcnow
