@@ -23,6 +23,7 @@ from pactvault.commands.common import (
 )
 from pactvault.commands.common import fail as _fail
 from pactvault.commands.common import settings_for as _settings
+from pactvault.commands.integrity import integrity as integrity_command
 from pactvault.config import Settings
 from pactvault.errors import InvalidInputError, PactvaultError
 
@@ -34,6 +35,7 @@ app = typer.Typer(
 audit_app = typer.Typer(help="Audit journal checks.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_commands.app, name="ledger")
+audit_app.command("integrity")(integrity_command)
 
 
 def _print_init(result, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -50,6 +50,10 @@ class Settings:
     max_upload_bytes: int = 50 * MIB
     active_content_policy: Literal["reject", "flag"] = "reject"
     invitation_days: int = 14
+    #: Where alerts are POSTed (Standard Webhooks, HMAC-SHA256 with ``alert_webhook_secret``).
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    integrity_interval_hours: int = 24
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,7 +78,17 @@ class Settings:
             max_upload_bytes=_int_env(env, "PACTVAULT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             active_content_policy=policy,  # type: ignore[arg-type]
             invitation_days=_int_env(env, "PACTVAULT_INVITATION_DAYS", cls.invitation_days),
+            alert_webhook_url=env.get("PACTVAULT_ALERT_WEBHOOK_URL") or None,
+            alert_webhook_secret=env.get("PACTVAULT_ALERT_WEBHOOK_SECRET") or None,
+            integrity_interval_hours=_int_env(
+                env, "PACTVAULT_INTEGRITY_INTERVAL_HOURS", cls.integrity_interval_hours
+            ),
         )
+        if settings.alert_webhook_url and not settings.alert_webhook_secret:
+            raise InvalidInputError(
+                "PACTVAULT_ALERT_WEBHOOK_URL needs PACTVAULT_ALERT_WEBHOOK_SECRET (whsec_…): "
+                "unsigned alerts could be forged"
+            )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -32,7 +33,11 @@ from pactvault.identity.sessions import SessionService
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
 from pactvault.keys.secrets import platform_secret
+from pactvault.ledger.publish import CheckpointStore
 from pactvault.ledger.service import LedgerService, origin_for
+from pactvault.monitor.alerts import AlertService
+from pactvault.monitor.integrity import IntegrityAuditor
+from pactvault.monitor.webhooks import WebhookEndpoint
 from pactvault.notify import Mailer, OutboxMailer
 from pactvault.pki.authority import CertificateAuthority
 from pactvault.store import migrate
@@ -68,6 +73,21 @@ class Platform:
         self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
         self.access = AccessControl(self.db)
         self.ledger = LedgerService(self.db, self.keys, origin_for(settings.public_url))
+        hooks = (
+            [WebhookEndpoint("default", settings.alert_webhook_url, settings.alert_webhook_secret)]
+            if settings.alert_webhook_url and settings.alert_webhook_secret
+            else []
+        )
+        self.alerts = AlertService(self.db, self.access, hooks)
+        self.integrity = IntegrityAuditor(
+            self.db,
+            self.blob_store,
+            self.keys,
+            self.alerts,
+            checkpoints=CheckpointStore(self.ledger.origin),
+            log_verifiers=lambda _session: [self.ledger.verifier()],
+            interval=timedelta(hours=settings.integrity_interval_hours),
+        )
         self.approvals = ApprovalService(self.db, self.access)
         self.personal_data = PersonalDataService(self.db, self.keys, self.access)
         # Built-in real-name verification: an administrator reviews uploaded ID documents.
@@ -163,6 +183,7 @@ class Platform:
         )
 
     def close(self) -> None:
+        self.alerts.close()
         self.db.dispose()
 
     # -- timestamps -------------------------------------------------------------------------

@@ -28,6 +28,8 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
         "contract.approve": "approve or reject contracts in approval workflows",
         "template.manage": "manage contract templates",
         "audit.read": "read the organisation's audit journal",
+        "alert.read": "see the organisation's security and integrity alerts",
+        "alert.manage": "acknowledge and resolve alerts",
         "member.read": "list the organisation's members",
         "member.invite": "invite people into the organisation",
         "member.manage": "change members' roles, remove members, unlock accounts",
@@ -67,7 +69,7 @@ BUILTIN_ROLES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         # Members see and sign what they are party to.
         "member": frozenset({"contract.read.own"}),
         # Auditors read the journal, not contract content, unless a custom role grants it.
-        "auditor": frozenset({"audit.read", "member.read"}),
+        "auditor": frozenset({"audit.read", "alert.read", "member.read"}),
     }
 )
 

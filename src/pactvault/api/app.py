@@ -44,6 +44,7 @@ ROUTERS = (admin, auth, organisation, contracts, signing, verify, trust, ledger)
 
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
+INTEGRITY_POLL_SECONDS = 300.0
 log = logging.getLogger("pactvault.maintenance")
 
 
@@ -55,29 +56,45 @@ def run_maintenance(platform: Platform) -> None:
     due = platform.ledger.run_due()
     if due.anchored or due.published:
         log.info("ledger: anchored=%s published=%s", due.anchored, bool(due.published))
+    delivered = platform.alerts.deliver_pending()
+    if delivered.delivered or delivered.retrying or delivered.failed:
+        log.info("alert webhooks: %s", delivered)
     pruned = platform.login.prune_throttles()
     if pruned:
         log.info("pruned %d stale sign-in throttle record(s)", pruned)
 
 
+def run_integrity_audit(platform: Platform) -> None:
+    """The scheduled integrity audit; a lease makes one process run it per interval."""
+    report = platform.integrity.run_if_due()
+    if report is not None:
+        log.info("integrity audit finished: %d finding(s)", report.findings_total)
+
+
 def _lifespan(platform: Platform, interval: float):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async def loop() -> None:
+        async def loop(job: Callable[[Platform], None], every: float) -> None:
             while True:
                 try:
-                    await asyncio.to_thread(run_maintenance, platform)
+                    await asyncio.to_thread(job, platform)
                 except Exception:  # keep serving; the next round retries
-                    log.exception("maintenance round failed")
-                await asyncio.sleep(interval)
+                    log.exception("background job %s failed", job.__name__)
+                await asyncio.sleep(every)
 
-        task = asyncio.create_task(loop())
+        # A full integrity audit can take long: its own task, so expiry and checkpoints go on.
+        tasks = [
+            asyncio.create_task(loop(run_maintenance, interval)),
+            asyncio.create_task(loop(run_integrity_audit, max(interval, INTEGRITY_POLL_SECONDS))),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     return lifespan
 

@@ -32,6 +32,7 @@ from pactvault.store import (
     identity_models,  # noqa: F401  (registers the identity tables)
     ledger_models,  # noqa: F401  (registers the ledger tables)
     ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
+    monitor_models,  # noqa: F401  (registers alerts, deliveries and job leases)
     realname_models,  # noqa: F401  (registers real-name, personal data)
 )
 from pactvault.store.base import Base, UTCDateTime, utcnow
