@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 profile="${1:-run}"
 packages=(fonts-noto-cjk)
 if [ "$profile" = "test" ]; then
-  packages+=(postgresql poppler-utils openssl libnss3-tools)
+  packages+=(postgresql poppler-utils openssl libnss3-tools chromium)
 fi
 
 missing=()

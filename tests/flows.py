@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pactvault.audit.journal import Actor
 from pactvault.contracts.service import SignerSpec, SignInput
 from pactvault.demo import sample_pdf
@@ -37,8 +39,30 @@ def seen_digest(platform: Platform, token: str) -> str:
     return contract.revisions[-1].plaintext_sha256
 
 
+def last_code(mailer: MemoryMailer) -> str:
+    """The one-time code in the newest signing-code message (as the signer would read it)."""
+    for message in reversed(mailer.messages):
+        found = re.search(r" is (\d{6,8})\.", message.body)
+        if found:
+            return found.group(1)
+    raise AssertionError("no signing code was sent")
+
+
+def step_up(platform: Platform, token: str) -> str:
+    """Pass the signing step-up by email code, as the signer does; returns the challenge id."""
+    assert isinstance(platform.mailer, MemoryMailer)
+    challenge = platform.contracts.begin_stepup(token, SIGNER_CLIENT, "email")
+    code = last_code(platform.mailer)
+    platform.contracts.complete_stepup(token, SIGNER_CLIENT, challenge.challenge_id, code)
+    return challenge.challenge_id
+
+
 def sign_as(platform: Platform, token: str, digest: str | None = None) -> Signature:
-    given = SignInput(document_sha256=digest or seen_digest(platform, token), consent=True)
+    given = SignInput(
+        document_sha256=digest or seen_digest(platform, token),
+        consent=True,
+        stepup_challenge_id=step_up(platform, token),
+    )
     return platform.contracts.sign(token, SIGNER_CLIENT, given)
 
 

@@ -61,6 +61,11 @@ def test_unknown_permissions_are_denied_even_to_owners() -> None:
         ("contract_manager", "contract.create", None, True),
         ("contract_manager", "contract.send", contract(owner="u1"), True),
         ("contract_manager", "contract.send", contract(owner="u2"), False),
+        # Signing a colleague's draft makes one a party (may read it), not its owner.
+        ("contract_manager", "contract.send", contract(owner="u2", parties=("u1",)), False),
+        ("contract_manager", "contract.void", contract(owner="u2", parties=("u1",)), False),
+        ("contract_manager", "contract.update", contract(owner="u2", parties=("u1",)), False),
+        ("contract_manager", "contract.read", contract(owner="u2", parties=("u1",)), True),
         ("contract_manager", "contract.read", None, False),  # .own needs the resource
         ("contract_manager", "member.manage", None, False),
         ("approver", "contract.approve", None, True),

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from flows import last_code
 from pactvault.api.app import create_app
 from pactvault.demo import sample_pdf
 from pactvault.notify import MemoryMailer
@@ -119,17 +120,35 @@ def test_full_signing_flow_over_http(
         import hashlib
 
         assert hashlib.sha256(document.content).hexdigest() == view["document_sha256"]
-        signed = client.post(
+        unverified = client.post(
             "/api/v1/signer/sign",
             headers=auth,
-            json={"document_sha256": view["document_sha256"], "consent": True},
+            json={
+                "document_sha256": view["document_sha256"],
+                "consent": True,
+                "stepup_challenge_id": "00000000-0000-4000-8000-000000000000",
+            },
         )
+        assert_problem(unverified, 409, "conflict")
+        challenge = client.post("/api/v1/signer/stepup", headers=auth, json={"method": "email"})
+        assert challenge.status_code == 201, challenge.text
+        assert challenge.json()["document_sha256"] == view["document_sha256"]
+        assert "@" in challenge.json()["destination"] and signer["email"] not in challenge.text
+        verified = client.post(
+            f"/api/v1/signer/stepup/{challenge.json()['challenge_id']}",
+            headers=auth,
+            json={"code": last_code(mailer)},
+        )
+        assert verified.status_code == 200, verified.text
+        body = {
+            "document_sha256": view["document_sha256"],
+            "consent": True,
+            "stepup_challenge_id": challenge.json()["challenge_id"],
+        }
+        signed = client.post("/api/v1/signer/sign", headers=auth, json=body)
         assert signed.status_code == 200, signed.text
-        again = client.post(
-            "/api/v1/signer/sign",
-            headers=auth,
-            json={"document_sha256": view["document_sha256"], "consent": True},
-        )
+        assert signed.json()["stepup_proof_sha256"] == verified.json()["proof_sha256"]
+        again = client.post("/api/v1/signer/sign", headers=auth, json=body)
         assert_problem(again, 409, "conflict")
 
     final = client.get(f"/api/v1/contracts/{contract['id']}", headers=admin).json()

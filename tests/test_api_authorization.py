@@ -9,8 +9,10 @@ route's declared ``Rule``; a route without a rule, or without a case in ``CASES`
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from identity_kit import FAST, PASSWORD
+from matrix_workflows import (
+    START,
+    new_rule_body,
+    on_approval_request,
+    on_approval_to_decide,
+    on_draft_to_approve,
+    on_evidence,
+    on_rule,
+    on_verification,
+    on_waiting_verification,
+)
 from pactvault.access.permissions import BUILTIN_ROLES
 from pactvault.api.app import ROUTERS, create_app
 from pactvault.api.deps import CSRF_HEADER, SESSION_COOKIE, Rule, rule_of
@@ -29,10 +42,14 @@ from pactvault.config import Settings
 from pactvault.contracts.service import SignerSpec
 from pactvault.demo import sample_pdf
 from pactvault.identity.errors import LOGIN_FAILED
+from pactvault.identity.mfa import channels as mfa_channels
+from pactvault.identity.mfa.errors import SECOND_FACTOR_FAILED
 from pactvault.identity.passwords import PasswordHasher
 from pactvault.identity.people import NewAccount
 from pactvault.notify import MemoryMailer
 from pactvault.platform import Platform
+from pactvault.store.base import utcnow
+from pactvault.store.mfa_models import Passkey
 from pactvault.store.models import AuditEvent
 
 ROLES = tuple(BUILTIN_ROLES)
@@ -109,7 +126,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home: Path = tmp_path_factory.mktemp("matrix") / "data"
     mailer = MemoryMailer()
     platform, _ = Platform.initialise(
-        Settings(home=home, max_upload_bytes=5 * 1024 * 1024),
+        # A localhost public URL: passkeys are available (WebAuthn refuses bare IP addresses).
+        Settings(home=home, max_upload_bytes=5 * 1024 * 1024, public_url="http://localhost:8000"),
         mailer=mailer,
         password_hasher=PasswordHasher(FAST),
     )
@@ -148,8 +166,8 @@ Builder = Callable[[World, str, str], tuple[dict[str, str], dict[str, object]]]
 
 def contract_params(w: World, role: str, relation: str) -> dict[str, str]:
     me = w.sessions[role]
-    if relation == "own":
-        return {"contract_id": w.contract(w.org_a, me.email)}
+    if relation == "own":  # created by the caller, who also signs it
+        return {"contract_id": w.contract(w.org_a, me.email, creator=me.user_id)}
     if relation == "other":
         return {"contract_id": w.contract(w.org_a, "stranger@elsewhere.test")}
     return {"contract_id": w.contract(w.org_b, "stranger@elsewhere.test")}
@@ -206,6 +224,86 @@ def on_token(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[s
     return {"token_id": issued.token_id}, {}
 
 
+def on_alert(body: dict[str, object] | None = None) -> Builder:
+    """A fresh alert (its own subject, so a new problem each call): org A's for own and other,
+    org B's for foreign."""
+
+    def build(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[str, object]]:
+        raised = w.platform.alerts.raise_alert(
+            "integrity.blob-missing",
+            severity="critical",
+            title="Matrix",
+            details={"contract_id": w.fresh("matrix-"), "version": 1},
+            org_id=w.org_b if relation == "foreign" else w.org_a,
+        )
+        return {"alert_id": raised.alert.id}, ({"json": body} if body else {})
+
+    return build
+
+
+def _mfa_target(w: World, role: str, relation: str) -> str:
+    """Whose factor a call names: the caller, another member of org A, a member of org B.
+
+    Never an account the matrix signs in again (owners, the role sessions): a factor left on
+    one would turn its later sign-ins into second-step challenges.
+    """
+    if relation == "own":
+        return w.sessions[role].user_id
+    if relation == "other":
+        return w.member()
+    owner_b = w.platform.sessions.authenticate(w.owner_b.token)
+    email = f"{w.fresh('b-member')}@b.test"
+    w.platform.people.invite(owner_b, email, "member")
+    token = _invitation_token(w.mailer, email)
+    info = w.platform.people.accept_invitation(token, CLIENT, account=NewAccount("B", PASSWORD))
+    return info.user_id
+
+
+def on_channel(body: dict[str, object] | None = None) -> Builder:
+    """A *pending* email channel (not yet a factor) of the target account."""
+
+    def build(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[str, object]]:
+        user_id = _mfa_target(w, role, relation)
+        with w.platform.db.write() as s:
+            row = mfa_channels.begin(s, user_id, "email", f"{user_id}@mfa.test", utcnow())
+            channel_id = row.id
+        return {"channel_id": channel_id}, ({"json": body} if body else {})
+
+    return build
+
+
+def on_passkey(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[str, object]]:
+    user_id = _mfa_target(w, role, relation)
+    credential = secrets.token_bytes(32)
+    with w.platform.db.write() as s:
+        row = Passkey(
+            user_id=user_id,
+            credential_id=credential,
+            credential_id_sha256=hashlib.sha256(credential).hexdigest(),
+            public_key=b"matrix",
+            aaguid="00000000-0000-0000-0000-000000000000",
+            attestation_format="none",
+            device_type="single_device",
+            name="matrix",
+            created_at=utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        passkey_id = row.id
+    return {"passkey_id": passkey_id}, {}
+
+
+def with_active_totp(
+    w: World, role: str, relation: str
+) -> tuple[dict[str, str], dict[str, object]]:
+    """The caller gets an authenticator app, which the (allowed) call then removes."""
+    user_id = w.sessions[role].user_id
+    with w.platform.db.write() as s:
+        w.platform.mfa.totp.begin(s, user_id, w.sessions[role].email)
+        w.platform.mfa.totp.activate(s, user_id)
+    return {}, {}
+
+
 def no_object(kwargs: dict[str, object] | Callable[[World], dict[str, object]] | None = None):  # type: ignore[no-untyped-def]
     def build(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[str, object]]:
         made = kwargs(w) if callable(kwargs) else kwargs
@@ -250,6 +348,10 @@ CASES: dict[tuple[str, str], Builder] = {
     ("PATCH", "/api/v1/org/roles/{key}"): on_role({"permissions": ["member.read"]}),
     ("DELETE", "/api/v1/org/roles/{key}"): on_role(),
     ("GET", "/api/v1/org/audit"): no_object(),
+    ("GET", "/api/v1/org/alerts"): no_object(),
+    ("GET", "/api/v1/org/alerts/{alert_id}"): on_alert(),
+    ("POST", "/api/v1/org/alerts/{alert_id}/acknowledge"): on_alert({"note": "matrix"}),
+    ("POST", "/api/v1/org/alerts/{alert_id}/resolve"): on_alert(),
     ("GET", "/api/v1/auth/me"): no_object(),
     ("GET", "/api/v1/auth/sessions"): no_object(),
     ("DELETE", "/api/v1/auth/sessions/{session_id}"): on_session,
@@ -263,13 +365,53 @@ CASES: dict[tuple[str, str], Builder] = {
         {"json": {"name": "matrix", "scopes": ["contract.read.own"]}}
     ),
     ("DELETE", "/api/v1/tokens/{token_id}"): on_token,
+    # Approvals and real-name verification (builders and their own/other in matrix_workflows).
+    ("GET", "/api/v1/org/approval-rules"): no_object(),
+    ("POST", "/api/v1/org/approval-rules"): no_object(new_rule_body),
+    ("GET", "/api/v1/org/approval-rules/{rule_id}"): on_rule(),
+    ("PATCH", "/api/v1/org/approval-rules/{rule_id}"): on_rule({"enabled": False}),
+    ("DELETE", "/api/v1/org/approval-rules/{rule_id}"): on_rule(),
+    ("GET", "/api/v1/org/approval-rules/{rule_id}/versions"): on_rule(),
+    ("POST", "/api/v1/contracts/{contract_id}/approvals"): on_draft_to_approve,
+    ("GET", "/api/v1/contracts/{contract_id}/approvals"): on_contract(),
+    ("GET", "/api/v1/approvals"): no_object(),
+    ("GET", "/api/v1/approvals/{request_id}"): on_approval_request,
+    ("POST", "/api/v1/approvals/{request_id}/withdraw"): on_approval_request,
+    ("POST", "/api/v1/approvals/{request_id}/decision"): on_approval_to_decide,
+    ("POST", "/api/v1/me/verification"): no_object(START),
+    ("GET", "/api/v1/me/verification"): no_object(),
+    ("POST", "/api/v1/me/verification/{verification_id}/documents"): on_waiting_verification,
+    ("GET", "/api/v1/org/verifications"): no_object(),
+    ("GET", "/api/v1/org/verifications/{verification_id}"): on_verification(),
+    ("GET", "/api/v1/org/verifications/{verification_id}/documents/{evidence_id}"): on_evidence,
+    ("POST", "/api/v1/org/verifications/{verification_id}/review"): on_verification(
+        {"decision": "approve", "reason": "matrix"}
+    ),
+    ("GET", "/api/v1/me/mfa"): no_object(),
+    ("POST", "/api/v1/me/mfa/totp"): no_object(),
+    ("POST", "/api/v1/me/mfa/totp/confirm"): no_object({"json": {"code": "000000"}}),
+    ("DELETE", "/api/v1/me/mfa/totp"): with_active_totp,
+    ("POST", "/api/v1/me/mfa/recovery-codes"): no_object(),
+    ("POST", "/api/v1/me/mfa/passkeys/options"): no_object(),
+    ("POST", "/api/v1/me/mfa/passkeys"): no_object({"json": {"credential": {"id": "x"}}}),
+    ("DELETE", "/api/v1/me/mfa/passkeys/{passkey_id}"): on_passkey,
+    ("POST", "/api/v1/me/mfa/channels"): no_object({"json": {"channel": "email"}}),
+    ("POST", "/api/v1/me/mfa/channels/{channel_id}/confirm"): on_channel({"code": "000000"}),
+    ("DELETE", "/api/v1/me/mfa/channels/{channel_id}"): on_channel(),
+    ("GET", "/api/v1/org/mfa-policy"): no_object(),
+    ("PUT", "/api/v1/org/mfa-policy"): no_object({"json": {"require_mfa": False}}),
 }
 
 #: Routes that end the caller's session(s): they run on a throwaway session of the same member.
 SESSION_ENDERS = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/sessions/revoke-all")}
 
-#: Routes whose answer to an allowed call may legitimately be 401: they check a password.
-PASSWORD_CHECKS = {("POST", "/api/v1/auth/password")}
+#: Routes whose answer to an allowed call may legitimately be 401: they check a password or a
+#: second factor (the matrix sends a wrong one), and say exactly that.
+CREDENTIAL_CHECKS = {
+    ("POST", "/api/v1/auth/password"): LOGIN_FAILED,
+    ("POST", "/api/v1/me/mfa/totp/confirm"): SECOND_FACTOR_FAILED,
+    ("POST", "/api/v1/me/mfa/channels/{channel_id}/confirm"): SECOND_FACTOR_FAILED,
+}
 
 
 def api_routes() -> list[tuple[str, str, Rule | None]]:
@@ -294,7 +436,7 @@ def expected(rule: Rule, role: str, relation: str, has_object: bool) -> str:
     (403) whatever the id, which reveals nothing; one who holds it sees another tenant's object
     exactly like a missing one (404)."""
     held = BUILTIN_ROLES[role]
-    if rule.kind == "authenticated":  # one's own objects; others' only with a manager permission
+    if rule.kind in ("authenticated", "enrolling"):  # one's own; others' with a manager permission
         if has_object and relation == "foreign":
             return "hidden"
         if relation == "own" or not has_object or set(rule.permissions) & held:
@@ -320,7 +462,7 @@ def outcome(status: int, body: dict[str, object], key: tuple[str, str]) -> str:
         return "denied"
     if status == 404:
         return "hidden"
-    if status == 401 and not (key in PASSWORD_CHECKS and body.get("detail") == LOGIN_FAILED):
+    if status == 401 and body.get("detail") != CREDENTIAL_CHECKS.get(key, object()):
         return "unauthenticated"
     return "allowed"
 

@@ -17,6 +17,7 @@ from flows import (
     make_org,
     seen_digest,
     sign_as,
+    step_up,
 )
 from pactvault.audit.journal import verify_chain
 from pactvault.contracts.service import SignerSpec, SignInput
@@ -305,13 +306,19 @@ def test_no_timestamp_means_no_signature_and_no_trace(
         lambda session: http_timestamper("http://127.0.0.1:9/tsa", timeout=2),
     )
     digest = seen_digest(platform, token)
+    given = SignInput(
+        document_sha256=digest, consent=True, stepup_challenge_id=step_up(platform, token)
+    )
     before = counts(platform)
     with pytest.raises(TimestampUnavailableError):
-        sign_as(platform, token, digest)
+        platform.contracts.sign(token, SIGNER_CLIENT, given)
     assert counts(platform) == before, "no revision, blob or audit entry may remain"
     contract = platform.contracts.get(org, contract.id)
     assert contract.status == "sent"
     assert contract.signers[0].status == "invited"
+    # The step-up proof was spent inside the failed transaction, so the rollback kept it usable.
+    monkeypatch.undo()
+    assert platform.contracts.sign(token, SIGNER_CLIENT, given).stepup_proof_sha256
 
 
 def test_other_tenants_contracts_look_missing(platform: Platform, mailer: MemoryMailer) -> None:
@@ -545,13 +552,19 @@ def test_concurrent_signatures_serialise_without_losing_either(
     invited = list(tokens(mailer, contract.id).values())
     digests = [seen_digest(platform, t) for t in invited]
     assert digests[0] == digests[1]
+    confirmed = [
+        SignInput(
+            document_sha256=digests[i], consent=True, stepup_challenge_id=step_up(platform, t)
+        )
+        for i, t in enumerate(invited)
+    ]
     barrier = threading.Barrier(2)
     outcomes: list[object] = [None, None]
 
     def attempt(i: int) -> None:
         barrier.wait()
         try:
-            outcomes[i] = sign_as(platform, invited[i], digests[i])
+            outcomes[i] = platform.contracts.sign(invited[i], SIGNER_CLIENT, confirmed[i])
         except Exception as exc:  # collected and asserted below
             outcomes[i] = exc
 

@@ -120,11 +120,23 @@ def test_a_contracts_bundle_verifies_offline_with_its_final_pdf(
 ) -> None:
     contract_id, pdf = completed_contract(platform, mailer)
     ledger = LedgerService(platform.db, platform.keys, origin_for(platform.settings.public_url))
-    bundle = json.loads(json.dumps(build_bundle(ledger, contract_id)))  # as written to a file
+    bundle = json.loads(json.dumps(build_bundle(ledger, platform.db, contract_id)))  # as a file
 
     result = verify_bundle(bundle, ledger.verifier_key(), pdf)
     kinds = [record.type for _, record in result.records]
     assert kinds == ["contract.create", "contract.send", "contract.sign", "contract.complete"]
+    # The signer's step-up (email code bound to the document) travels with the bundle.
+    [(sign_index, method, _)] = result.stepups
+    assert method == "email" and kinds[[i for i, _ in result.records].index(sign_index)] == (
+        "contract.sign"
+    )
+    without = {k: v for k, v in bundle.items() if k != "stepup_proofs"}
+    with pytest.raises(BundleError, match="step-up proof is not in the bundle"):
+        verify_bundle(without, ledger.verifier_key())
+    forged = copy.deepcopy(bundle)
+    forged["stepup_proofs"][0] = forged["stepup_proofs"][0].replace('"email"', '"sms"')
+    with pytest.raises(BundleError, match="step-up proof"):
+        verify_bundle(forged, ledger.verifier_key())
     assert result.final_document_sha256 == hashlib.sha256(pdf).hexdigest() and result.pdf_checked
     assert result.checkpoint == ledger.latest_checkpoint().checkpoint  # type: ignore[union-attr]
 
@@ -208,7 +220,7 @@ def _tamper_cases(log: FakeLog, indexes: list[int]) -> list[tuple[str, Any, str]
         ),
         ("another contract", other_contract, f"leaf {first} is evidence for contract {CONTRACT}"),
         ("malformed proof", bad_proof_element, f"leaf {i3}: inclusion proof element 0 is not"),
-        ("unknown field", extra_field, "exactly the fields"),
+        ("unknown field", extra_field, "must have the fields"),
         ("no evidence", no_leaves, "holds no evidence leaves"),
         ("a leaf twice", duplicate, "the same leaf twice"),
     ]
@@ -319,6 +331,7 @@ PURE = {
     "pactvault.ledger.note",
     "pactvault.ledger.proofs",
     "pactvault.ledger.records",
+    "pactvault.ledger.witness",  # witness cosignature keys, for a required witness quorum
     "pactvault.errors",
     "pactvault.canonical",
 }

@@ -271,6 +271,11 @@ def test_cosignature_is_over_the_cosignature_v1_message() -> None:
         open_checkpoint(
             note, origin=ORIGIN, verifiers=[LOG.verifier], witnesses=[WITNESS.verifier], quorum=2
         )
+    with pytest.raises(NoteError, match="witness keys must be cosignature"):
+        # The log's own key passed as a witness would count its signature as a cosignature.
+        open_checkpoint(
+            note, origin=ORIGIN, verifiers=[LOG.verifier], witnesses=[LOG.verifier], quorum=1
+        )
     forged = NoteSignature(sig.name, sig.key_id, sig.signature[:8] + bytes(64))
     with pytest.raises(NoteError, match="cosignature"):
         open_checkpoint(

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from cryptography import x509
 
+from pactvault.commands import alerts as alerts_commands
 from pactvault.commands import ledger as ledger_commands
 from pactvault.commands.common import (
     EXIT_INVALID,
@@ -35,6 +36,7 @@ app = typer.Typer(
 audit_app = typer.Typer(help="Audit journal checks.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_commands.app, name="ledger")
+app.add_typer(alerts_commands.app, name="alerts")
 audit_app.command("integrity")(integrity_command)
 
 
@@ -74,10 +76,11 @@ def run(
     host: Annotated[str | None, typer.Option(help="Listen address")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port")] = None,
 ) -> None:
-    """Initialise on first start, then serve the API (and, later, the web pages)."""
+    """Initialise on first start, then serve the API and the web pages."""
     import uvicorn
 
     from pactvault.api.app import create_app
+    from pactvault.observability.logs import configure_json_logging
     from pactvault.pdf.fonts import prepare_base_font
     from pactvault.platform import Platform
 
@@ -98,7 +101,16 @@ def run(
         f"pactvault listening on http://{settings.host}:{settings.port} "
         f"(API docs: /docs, data: {settings.home})"
     )
-    uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info")
+    # Our own JSON access log (route templates, request ids, no secrets) replaces uvicorn's,
+    # which would print raw paths with their query strings.
+    configure_json_logging()
+    uvicorn.run(
+        create_app(platform),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 app.command("serve", help="Same as `run`.")(run)

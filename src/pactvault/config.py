@@ -7,6 +7,7 @@ code takes a ``Settings`` object instead of reading ``os.environ`` itself.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,27 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _split_env(env: dict[str, str], name: str, separators: str) -> tuple[str, ...]:
+    parts = re.split(separators, env.get(name, ""))
+    return tuple(part.strip() for part in parts if part.strip())
+
+
+def _count_env(env: dict[str, str], name: str) -> int | None:
+    """A non-negative integer, or None when unset."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidInputError(f"{name} must be a whole number, got {raw!r}")
+    return int(raw)
+
+
+def _smtp_security(value: str) -> Literal["starttls", "tls", "none"]:
+    if value not in ("starttls", "tls", "none"):
+        raise InvalidInputError("PACTVAULT_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
+    return value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration of one pactvault instance.
@@ -48,12 +70,33 @@ class Settings:
     # PEM file with the root(s) an external TSA must chain to; required with ``tsa_url``.
     tsa_trust: Path | None = None
     max_upload_bytes: int = 50 * MIB
+    #: Largest body of every other request (JSON, OCSP, timestamp queries): see api/middleware.
+    max_request_bytes: int = 1 * MIB
+    #: Seconds the server may take to start answering a request (time spent waiting for the
+    #: client's body does not count), and the longest pause allowed while a body arrives.
+    request_timeout_seconds: float = 60.0
+    #: Per-check time limit of ``/readyz`` (database, blob store, key service, TSA).
+    readiness_timeout_seconds: float = 5.0
     active_content_policy: Literal["reject", "flag"] = "reject"
     invitation_days: int = 14
     #: Where alerts are POSTed (Standard Webhooks, HMAC-SHA256 with ``alert_webhook_secret``).
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
     integrity_interval_hours: int = 24
+    #: Logs this instance witnesses (c2sp.org/tlog-witness): their C2SP verifier keys.
+    witness_logs: tuple[str, ...] = ()
+    #: Witnesses asked to cosign our ledger's checkpoints: ``"<witness vkey> <URL prefix>"`` each,
+    #: and how many of them should cosign each checkpoint (None: all of them).
+    ledger_witnesses: tuple[str, ...] = ()
+    ledger_witness_quorum: int | None = None
+    #: Outgoing mail (invitations, one-time codes). Without ``smtp_host`` mail goes to the
+    #: development outbox under the data directory.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_sender: str = "pactvault <no-reply@localhost>"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -76,6 +119,9 @@ class Settings:
             tsa_url=env.get("PACTVAULT_TSA_URL") or None,
             tsa_trust=Path(env["PACTVAULT_TSA_TRUST"]) if env.get("PACTVAULT_TSA_TRUST") else None,
             max_upload_bytes=_int_env(env, "PACTVAULT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_request_bytes=_int_env(env, "PACTVAULT_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            request_timeout_seconds=_int_env(env, "PACTVAULT_REQUEST_TIMEOUT_SECONDS", 60),
+            readiness_timeout_seconds=_int_env(env, "PACTVAULT_READINESS_TIMEOUT_SECONDS", 5),
             active_content_policy=policy,  # type: ignore[arg-type]
             invitation_days=_int_env(env, "PACTVAULT_INVITATION_DAYS", cls.invitation_days),
             alert_webhook_url=env.get("PACTVAULT_ALERT_WEBHOOK_URL") or None,
@@ -83,6 +129,16 @@ class Settings:
             integrity_interval_hours=_int_env(
                 env, "PACTVAULT_INTEGRITY_INTERVAL_HOURS", cls.integrity_interval_hours
             ),
+            # Verifier keys hold no spaces or commas; a witness entry is "<vkey> <URL>".
+            witness_logs=_split_env(env, "PACTVAULT_WITNESS_LOGS", r"[\s,]+"),
+            ledger_witnesses=_split_env(env, "PACTVAULT_LEDGER_WITNESSES", r"[,\n]"),
+            ledger_witness_quorum=_count_env(env, "PACTVAULT_LEDGER_WITNESS_QUORUM"),
+            smtp_host=env.get("PACTVAULT_SMTP_HOST") or None,
+            smtp_port=_int_env(env, "PACTVAULT_SMTP_PORT", cls.smtp_port),
+            smtp_security=_smtp_security(env.get("PACTVAULT_SMTP_SECURITY") or "starttls"),
+            smtp_username=env.get("PACTVAULT_SMTP_USERNAME") or None,
+            smtp_password=env.get("PACTVAULT_SMTP_PASSWORD") or None,
+            smtp_sender=env.get("PACTVAULT_SMTP_SENDER") or cls.smtp_sender,
         )
         if settings.alert_webhook_url and not settings.alert_webhook_secret:
             raise InvalidInputError(
@@ -109,3 +165,8 @@ class Settings:
     def outbox_dir(self) -> Path:
         """Development mail outbox: messages we would have sent, one .eml file each."""
         return self.home / "outbox"
+
+    @property
+    def sms_outbox_dir(self) -> Path:
+        """DEVELOPMENT ONLY SMS outbox: no SMS gateway ships with pactvault; texts land here."""
+        return self.home / "sms-outbox"

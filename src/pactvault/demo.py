@@ -8,7 +8,9 @@ signer, and writes the signed PDF and our CA root for checking with outside tool
 from __future__ import annotations
 
 import email
+import email.policy
 import json
+import re
 import socket
 import threading
 import time
@@ -119,6 +121,23 @@ def invitation_tokens(outbox: Path, contract_id: str) -> dict[str, str]:
     return tokens
 
 
+def signing_code(outbox: Path, address: str) -> str:
+    """The code in the newest signing-code message to ``address`` in the development outbox."""
+    newest: tuple[int, str] | None = None
+    for path in outbox.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["To"] != address or "signing code" not in str(message["Subject"]):
+            continue
+        body = message.get_body(preferencelist=("plain",))
+        found = re.search(r" is (\d{6,8})\.", body.get_content() if body else "")
+        stamp = path.stat().st_mtime_ns
+        if found and (newest is None or stamp > newest[0]):
+            newest = (stamp, found.group(1))
+    if newest is None:
+        raise RuntimeError(f"no signing code for {address} in the outbox")
+    return newest[1]
+
+
 def run_demo(
     platform: Platform,
     out_dir: Path,
@@ -169,12 +188,27 @@ def run_demo(
             auth = {"Authorization": f"Bearer {token}"}
             view = _check(http.get("/api/v1/signer/contract", headers=auth)).json()
             document_bytes = _check(http.get("/api/v1/signer/document", headers=auth)).content
-            progress(f"{signer['name']} read {len(document_bytes)} bytes; signing")
+            progress(f"{signer['name']} read {len(document_bytes)} bytes; confirming by email code")
+            challenge = _check(
+                http.post("/api/v1/signer/stepup", headers=auth, json={"method": "email"})
+            ).json()
+            code = signing_code(platform.settings.outbox_dir, signer["email"])
+            _check(
+                http.post(
+                    f"/api/v1/signer/stepup/{challenge['challenge_id']}",
+                    headers=auth,
+                    json={"code": code},
+                )
+            )
             _check(
                 http.post(
                     "/api/v1/signer/sign",
                     headers=auth,
-                    json={"document_sha256": view["document_sha256"], "consent": True},
+                    json={
+                        "document_sha256": view["document_sha256"],
+                        "consent": True,
+                        "stepup_challenge_id": challenge["challenge_id"],
+                    },
                 )
             )
         final = _check(http.get(f"/api/v1/contracts/{contract['id']}", headers=sender)).json()

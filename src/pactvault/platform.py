@@ -22,8 +22,15 @@ from pactvault.access.roles import RoleService
 from pactvault.config import Settings
 from pactvault.contracts.approvals import ApprovalService
 from pactvault.contracts.service import ContractService
+from pactvault.delivery.sms import FileOutboxSmsSender, SmsSender
+from pactvault.delivery.smtp import SmtpMailer, SmtpSettings
 from pactvault.errors import InvalidInputError, KeyServiceError
 from pactvault.identity.login import LoginService
+from pactvault.identity.mfa.keyring import KEY_NAME as MFA_KEY_NAME
+from pactvault.identity.mfa.otp import EmailCodeSender, SmsCodeSender
+from pactvault.identity.mfa.passkeys import RelyingParty
+from pactvault.identity.mfa.service import MfaService
+from pactvault.identity.mfa.stepup import StepUpService
 from pactvault.identity.passwords import PasswordHasher, PasswordPolicy
 from pactvault.identity.people import PeopleService
 from pactvault.identity.personal_data import PersonalDataService
@@ -33,8 +40,10 @@ from pactvault.identity.sessions import SessionService
 from pactvault.identity.tokens import TokenService
 from pactvault.keys.local import LocalKeyService, LocalKeyStore
 from pactvault.keys.secrets import platform_secret
+from pactvault.ledger.cosigning import CosigningService, parse_witnesses
 from pactvault.ledger.publish import CheckpointStore
 from pactvault.ledger.service import LedgerService, origin_for
+from pactvault.ledger.witnessing import WitnessService, parse_log_keys, witness_name_for
 from pactvault.monitor.alerts import AlertService
 from pactvault.monitor.integrity import IntegrityAuditor
 from pactvault.monitor.webhooks import WebhookEndpoint
@@ -63,6 +72,7 @@ class Platform:
         *,
         mailer: Mailer | None = None,
         password_hasher: PasswordHasher | None = None,
+        sms: SmsSender | None = None,
     ) -> None:
         self.settings = settings
         self.db = Database.from_url(settings.resolved_database_url)
@@ -70,7 +80,9 @@ class Platform:
         self.blob_store = FilesystemBlobStore(settings.blob_dir)
         self.blobs = EncryptedBlobStore(self.blob_store, self.keys)
         self.ca = CertificateAuthority(self.keys, public_url=settings.public_url)
-        self.mailer: Mailer = mailer or OutboxMailer(settings.outbox_dir)
+        self.mailer: Mailer = mailer or _default_mailer(settings)
+        # No SMS gateway ships with pactvault: the default is a development outbox (files).
+        self.sms: SmsSender = sms or FileOutboxSmsSender(settings.sms_outbox_dir)
         self.access = AccessControl(self.db)
         self.ledger = LedgerService(self.db, self.keys, origin_for(settings.public_url))
         hooks = (
@@ -79,6 +91,22 @@ class Platform:
             else []
         )
         self.alerts = AlertService(self.db, self.access, hooks)
+        # Witnessing (c2sp.org/tlog-witness): we cosign configured logs, and ask witnesses to
+        # cosign ours; proven misbehaviour on either side becomes a critical alert.
+        self.witness = WitnessService(
+            self.db,
+            self.keys,
+            witness_name_for(settings.public_url),
+            parse_log_keys(settings.witness_logs),
+            alerts=self.alerts,
+        )
+        self.cosigning = CosigningService(
+            self.db,
+            self.ledger,
+            parse_witnesses(settings.ledger_witnesses),
+            quorum=settings.ledger_witness_quorum,
+            alerts=self.alerts,
+        )
         self.integrity = IntegrityAuditor(
             self.db,
             self.blob_store,
@@ -107,22 +135,16 @@ class Platform:
             self.mailer,
             public_url=settings.public_url,
         )
-        # Sessions and logins need the CSRF key, which lives in the database: see _open_identity.
+        # Sessions, logins, second factors and signing (which needs step-up) use keys that live
+        # in the database (CSRF and MFA digest secrets): they are built in _open_identity.
         self.sessions: SessionService
         self.login: LoginService
+        self.mfa: MfaService
+        self.stepup: StepUpService
+        self.contracts: ContractService
         self.external_tsa_roots = _external_tsa_roots(settings)
         self._tsa: TimestampAuthority | None = None
         self._tsa_lock = threading.Lock()
-        self.contracts = ContractService(
-            db=self.db,
-            keys=self.keys,
-            blobs=self.blobs,
-            ca=self.ca,
-            timestamper=self.timestamper,
-            mailer=self.mailer,
-            settings=settings,
-            approvals=self.approvals,
-        )
 
     # -- construction -----------------------------------------------------------------------
 
@@ -147,6 +169,7 @@ class Platform:
         with platform.db.write() as session:
             platform.ca.initialise(session)
         platform.ledger.verifier_key()  # create the log key now, so no GET ever writes it
+        platform.witness.verifier_key()  # and the witness key
         platform._open_identity()
         token = platform.tokens.create_setup_token()
         swept = sweep_orphan_blobs(platform.db, platform.blob_store)
@@ -177,13 +200,42 @@ class Platform:
     def _open_identity(self) -> None:
         with self.db.write() as session:
             csrf_key = platform_secret(session, self.keys, "csrf")
+            mfa_secret = platform_secret(session, self.keys, MFA_KEY_NAME)
         self.sessions = SessionService(self.db, self.access, csrf_key=csrf_key)
+        self.mfa = MfaService(
+            self.db,
+            self.access,
+            self.keys,
+            secret=mfa_secret,
+            relying_party=_relying_party(self.settings.public_url),
+            senders=[EmailCodeSender(self.mailer), SmsCodeSender(self.sms)],
+        )
         self.login = LoginService(
-            self.db, self.access, self.sessions, self.password_hasher, self.password_policy
+            self.db,
+            self.access,
+            self.sessions,
+            self.password_hasher,
+            self.password_policy,
+            mfa=self.mfa,
+        )
+        self.stepup = StepUpService(self.db, self.mfa)
+        self.contracts = ContractService(
+            db=self.db,
+            keys=self.keys,
+            blobs=self.blobs,
+            ca=self.ca,
+            timestamper=self.timestamper,
+            mailer=self.mailer,
+            settings=self.settings,
+            approvals=self.approvals,
+            stepup=self.stepup,
+            personal_data=self.personal_data,
+            verification=self.verification,
         )
 
     def close(self) -> None:
         self.alerts.close()
+        self.cosigning.close()
         self.db.dispose()
 
     # -- timestamps -------------------------------------------------------------------------
@@ -203,6 +255,30 @@ class Platform:
             if self._tsa is None:
                 self._tsa = self.ca.timestamp_authority(session)
             return self._tsa
+
+
+def _default_mailer(settings: Settings) -> Mailer:
+    """SMTP when configured; otherwise the development outbox under the data directory."""
+    if not settings.smtp_host:
+        return OutboxMailer(settings.outbox_dir)
+    return SmtpMailer(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=settings.smtp_sender,
+        )
+    )
+
+
+def _relying_party(public_url: str) -> RelyingParty | None:
+    """The WebAuthn relying party of our public URL; ``None`` (no passkeys) for a bare IP."""
+    try:
+        return RelyingParty.from_public_url(public_url)
+    except InvalidInputError:
+        return None
 
 
 def _external_tsa_roots(settings: Settings) -> list[x509.Certificate]:

@@ -54,6 +54,10 @@ class Resource:
             self.owner_user_id == user_id or user_id in self.party_user_ids
         )
 
+    def owned_by(self, user_id: str | None) -> bool:
+        """Whether ``user_id`` created this resource (parties do not own it)."""
+        return user_id is not None and self.owner_user_id == user_id
+
 
 #: Classification levels, lowest first.
 LEVELS = ("public", "internal", "confidential", "secret")
@@ -112,7 +116,14 @@ def _decide_permission(
         if f"{permission}.own" in held:
             if resource is None:
                 return Decision(False, permission, "own-needs-resource")
-            if resource.involves(principal.user_id):
+            # "Own" reads extend to parties (signers, approvers see what they sign or approve);
+            # every other own action (edit, send, void) is for the creator alone.
+            mine = (
+                resource.involves(principal.user_id)
+                if permission.endswith(".read")
+                else resource.owned_by(principal.user_id)
+            )
+            if mine:
                 return Decision(True, permission, f"{permission}.own")
             return Decision(False, permission, "not-own")
         return Decision(False, permission, "missing-permission")

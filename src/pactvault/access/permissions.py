@@ -33,6 +33,7 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
         "member.read": "list the organisation's members",
         "member.invite": "invite people into the organisation",
         "member.manage": "change members' roles, remove members, unlock accounts",
+        "identity.review": "review members' and signers' real-name verifications",
         "role.manage": "create, change and delete custom roles",
         "token.manage": "list and revoke any API token of the organisation",
         "key.manage": "manage the organisation's keys and seals",

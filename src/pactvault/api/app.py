@@ -1,7 +1,7 @@
 """The FastAPI application: routes, problem+json errors, and request hygiene.
 
-Security headers and request ids are added to every response here; request bodies larger than the
-configured upload limit are refused before they are read.
+Request hygiene (ids, body limits, content types, timeouts, security headers, the access log) is
+one middleware, ``api/middleware/``; liveness and readiness are ``api/routes/health.py``.
 """
 
 from __future__ import annotations
@@ -10,37 +10,53 @@ import asyncio
 import contextlib
 import html
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from pactvault import __version__
-from pactvault.api import problems
+from pactvault.api import middleware, problems
 from pactvault.api.routes import (
     admin,
+    alerts,
+    approvals,
     auth,
     contracts,
+    health,
     ledger,
+    mfa,
     organisation,
+    signer_verification,
     signing,
     trust,
+    verification,
     verify,
+    witness,
 )
+from pactvault.audit.journal import Actor
 from pactvault.platform import Platform
+from pactvault.web import install as install_web
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-MULTIPART_OVERHEAD = 1 << 20
 #: Every router of the API; the authorisation matrix test reads its rules from these.
-ROUTERS = (admin, auth, organisation, contracts, signing, verify, trust, ledger)
+ROUTERS = (
+    health,
+    admin,
+    auth,
+    mfa,
+    organisation,
+    contracts,
+    signing,
+    verify,
+    trust,
+    ledger,
+    alerts,
+    witness,
+    approvals,
+    verification,
+    signer_verification,
+)
 
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
@@ -53,9 +69,18 @@ def run_maintenance(platform: Platform) -> None:
     expired = platform.contracts.expire_due()
     if expired:
         log.info("expired %d contract(s) past their signing deadline", expired)
+    lapsed = platform.verification.expire_due(Actor.system())
+    if lapsed:
+        log.info("expired %d real-name verification(s) past their deadline", lapsed)
     due = platform.ledger.run_due()
     if due.anchored or due.published:
         log.info("ledger: anchored=%s published=%s", due.anchored, bool(due.published))
+    # After publishing: ask the witnesses for what they have not cosigned yet (never raises for
+    # an unreachable witness; it is retried next round).
+    cosigned = platform.cosigning.run_due()
+    for outcome in cosigned.outcomes if cosigned else ():
+        level = logging.INFO if outcome.ok else logging.WARNING
+        log.log(level, "witness %s: %s", outcome.witness, outcome.detail)
     delivered = platform.alerts.deliver_pending()
     if delivered.delivered or delivered.retrying or delivered.failed:
         log.info("alert webhooks: %s", delivered)
@@ -113,34 +138,14 @@ def create_app(
     app.state.platform = platform
     problems.install(app)
 
-    @app.middleware("http")
-    async def hygiene(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = request.headers.get("x-request-id", "")[:64] or str(uuid.uuid4())
-        length = request.headers.get("content-length")
-        limit = platform.settings.max_upload_bytes + MULTIPART_OVERHEAD
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            response: Response = problems.problem(
-                request,
-                413,
-                "payload-too-large",
-                "Upload too large",
-                f"request bodies are limited to {platform.settings.max_upload_bytes} bytes",
-            )
-        else:
-            response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    # Request ids, body limits, content types, deadline, security headers, access log: keep it
+    # the last middleware added (the outermost), see api/middleware/__init__.py.
+    middleware.install(app, platform.settings)
 
     for module in ROUTERS:
         app.include_router(module.router)
-
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
+    # The pages for people (web/): their own routers, rules and /static, on the same services.
+    install_web(app, platform)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -111,11 +111,17 @@ class Caller:
 
 
 def _caller(request: Request, principal: Principal) -> Caller:
+    # For the access log (api/middleware): who made this request, never their credential.
+    request.state.principal_id = principal.user_id or principal.token_id
     base = client_actor(request)
     return Caller(principal, principal.actor(ip=base.ip, user_agent=base.user_agent))
 
 
-RuleKind = Literal["public", "signer", "authenticated", "permission"]
+RuleKind = Literal["public", "signer", "authenticated", "enrolling", "permission"]
+
+#: Header carrying an MFA enrolment grant (``MfaEnrolmentRequired.enrolment_token``). A custom
+#: header, not a cookie: browsers never attach it to a cross-site request by themselves.
+ENROLMENT_HEADER = "X-Enrolment-Token"
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,9 @@ class Rule:
     ``.own``); the route then authorises the object itself, once it knows whose it is.
     ``authenticated`` rules are for one's own things (sessions, tokens); their ``permissions``
     extend the reach to other members' things (``token.manage``), checked by the service.
+    ``enrolling`` rules are ``authenticated`` ones that also admit the holder of an MFA enrolment
+    grant (``X-Enrolment-Token``): the member whose organisation requires a second factor and
+    who has none yet may set one up, and do nothing else.
     """
 
     kind: RuleKind
@@ -136,6 +145,8 @@ class Rule:
     def __call__(self, request: Request, platform: PlatformDep) -> Caller | None:
         if self.kind in ("public", "signer"):
             return None
+        if self.kind == "enrolling" and request.headers.get(ENROLMENT_HEADER):
+            return None  # the route authenticates the grant (``enrolling_account``)
         caller = _caller(request, authenticate(request, platform))
         if self.kind == "permission" and self.on_object is None:
             self._authorize_any(platform, caller)

@@ -22,16 +22,6 @@ class LoginIn(Strict):
     organisation_id: str | None = Field(default=None, max_length=36)
 
 
-class SessionOut(BaseModel):
-    """The signed-in session. The session token itself travels only in the HttpOnly cookie."""
-
-    user_id: str
-    org_id: str
-    session_id: str
-    expires_at: datetime
-    csrf_token: str = Field(description="Send as X-CSRF-Token with every unsafe request")
-
-
 class MeOut(BaseModel):
     user_id: str | None
     org_id: str
@@ -140,3 +130,119 @@ class RoleOut(BaseModel):
 
 class UnlockOut(BaseModel):
     was_locked: bool
+
+
+# -- sign-in second step and MFA enrolment ------------------------------------------------------
+
+
+class LoginOut(BaseModel):
+    """What a password sign-in leads to. ``status`` says which fields are set:
+
+    - ``signed-in``: the session (cookie set) — ``user_id`` … ``csrf_token``;
+    - ``mfa-required``: finish with ``POST /auth/mfa`` — ``challenge``, ``methods``,
+      ``passkey_options``;
+    - ``mfa-enrolment-required``: the organisation requires a second factor and the member has
+      none — enrol under ``/me/mfa`` with ``X-Enrolment-Token: <enrolment_token>``, then
+      ``POST /auth/mfa/enrolment/finish``.
+    """
+
+    status: Literal["signed-in", "mfa-required", "mfa-enrolment-required"]
+    user_id: str | None = None
+    org_id: str | None = None
+    session_id: str | None = None
+    expires_at: datetime | None = None
+    csrf_token: str | None = None
+    challenge: str | None = None
+    methods: list[str] | None = None
+    passkey_options: str | None = Field(
+        default=None, description="PublicKeyCredentialRequestOptions JSON for a passkey"
+    )
+    enrolment_token: str | None = None
+
+
+class LoginCodeIn(Strict):
+    challenge: str = Field(min_length=1, max_length=200)
+    channel: Literal["email", "sms"]
+
+
+class CodeSentOut(BaseModel):
+    channel: str
+    destination: str = Field(description="Masked address the code went to")
+
+
+class SecondFactorIn(Strict):
+    challenge: str = Field(min_length=1, max_length=200)
+    method: Literal["totp", "recovery", "email", "sms", "passkey"]
+    response: str | dict[str, object] = Field(
+        description="The code typed, or the PublicKeyCredential JSON of a passkey assertion"
+    )
+
+
+class PasskeyOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    device_type: str
+    backed_up: bool
+
+
+class MfaStatusOut(BaseModel):
+    totp: bool
+    passkeys: list[PasskeyOut]
+    email: str | None = Field(description="Masked address of an active email-code channel")
+    sms: str | None = Field(description="Masked number of an active SMS-code channel")
+    recovery_codes_left: int
+    methods: list[str]
+    org_requires_mfa: bool
+
+
+class TotpSetupOut(BaseModel):
+    """Shown once: scan ``uri`` as a QR code, or type ``secret`` into the authenticator app."""
+
+    factor_id: str
+    secret: str
+    uri: str
+
+
+class CodeIn(Strict):
+    code: str = Field(min_length=4, max_length=40)
+
+
+class FactorEnrolledOut(BaseModel):
+    method: str
+    factor_id: str
+    recovery_codes: list[str] | None = Field(
+        default=None, description="Only with the first factor: shown once, keep them offline"
+    )
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class PasskeyRegistrationIn(Strict):
+    credential: dict[str, object] = Field(description="PublicKeyCredential JSON (attestation)")
+    name: str = Field(default="", max_length=64)
+
+
+class ChannelIn(Strict):
+    channel: Literal["email", "sms"]
+    destination: str | None = Field(
+        default=None, max_length=320, description="Mobile number (sms); email defaults to yours"
+    )
+
+
+class ChannelSetupOut(BaseModel):
+    channel_id: str
+    channel: str
+    destination: str
+    expires_at: datetime
+
+
+class MfaPolicyIn(Strict):
+    require_mfa: bool
+
+
+class MfaPolicyOut(BaseModel):
+    require_mfa: bool

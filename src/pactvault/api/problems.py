@@ -71,10 +71,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
-            exc.status_code, "http-error"
-        )
-        return problem(request, exc.status_code, slug, str(exc.detail), str(exc.detail))
+        slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            408: "request-timeout",
+            413: "payload-too-large",
+            415: "unsupported-media-type",
+        }.get(exc.status_code, "http-error")
+        detail = str(exc.detail)
+        # Keep the exception's headers (405's Allow): they are part of the answer.
+        return problem(request, exc.status_code, slug, detail, detail, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

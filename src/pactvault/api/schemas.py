@@ -24,6 +24,18 @@ class SignerIn(BaseModel):
     box: tuple[float, float, float, float] | None = Field(
         default=None, description="x1, y1, x2, y2 in PDF points; omitted = placed automatically"
     )
+    phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Mainland China mobile number for SMS signing codes (stored encrypted)",
+    )
+    required_assurance: Literal[
+        "basic", "verified-document", "verified-3-factor", "verified-4-factor", "verified-face"
+    ] = Field(
+        default="basic",
+        description="Weakest identity check the signer's certificate may rest on; anything "
+        "above basic means real-name verification (实名认证) before signing",
+    )
 
 
 class ContractMetadata(BaseModel):
@@ -54,6 +66,7 @@ class SignerOut(BaseModel):
     viewed_at: datetime | None
     signed_at: datetime | None
     declined_at: datetime | None
+    required_assurance: str = "basic"
 
     @classmethod
     def of(cls, s: Signer) -> SignerOut:
@@ -68,6 +81,7 @@ class SignerOut(BaseModel):
             viewed_at=s.viewed_at,
             signed_at=s.signed_at,
             declined_at=s.declined_at,
+            required_assurance=s.required_assurance,
         )
 
 
@@ -157,6 +171,47 @@ class SignIn(BaseModel):
         default=None, max_length=2_000_000, description="PNG/JPEG of a handwritten signature"
     )
     locale: str = Field(default="zh-CN", pattern=r"^(zh-CN|en)$")
+    stepup_challenge_id: str = Field(
+        min_length=1,
+        max_length=36,
+        description="The step-up challenge you verified for this document (POST /stepup first)",
+    )
+
+
+class StepUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["email", "sms", "passkey"] = Field(
+        description="Where the signing code goes: the invited email address, or the mobile "
+        "number the sender gave; or a passkey of your account (sign in to it first)"
+    )
+
+
+class StepUpOut(BaseModel):
+    challenge_id: str
+    method: str
+    document_sha256: str = Field(description="The document the code is bound to")
+    expires_at: datetime
+    destination: str | None = Field(description="Masked address the code was sent to")
+    passkey_options: dict[str, Any] | None = Field(
+        default=None,
+        description="PublicKeyCredentialRequestOptions; the challenge covers the document hash",
+    )
+
+
+class StepUpAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9 ]+$")
+    credential: dict[str, Any] | None = Field(
+        default=None, description="PublicKeyCredential JSON of the passkey assertion"
+    )
+
+
+class StepUpVerifiedOut(BaseModel):
+    challenge_id: str
+    verified: bool
+    proof_sha256: str = Field(description="SHA-256 of the proof kept with the signature")
 
 
 class SignerView(BaseModel):
@@ -178,6 +233,9 @@ class SignatureOut(BaseModel):
     certificate_serial: str
     timestamp_time: datetime
     document_sha256: str
+    stepup_proof_sha256: str | None = Field(
+        default=None, description="The second-factor proof kept as evidence with this signature"
+    )
 
 
 class SetupIn(BaseModel):

@@ -517,6 +517,16 @@ class ApprovalRuleService:
             ).scalars()
             return [rule_info(row) for row in rows]
 
+    def get_rule(self, principal: Principal, rule_id: str) -> RuleInfo:
+        """One rule as it is now; a deleted or another tenant's rule answers as missing."""
+        actor = principal.actor()
+        with (
+            self._access.guard(actor, MANAGE, object_type=RULE_OBJECT, object_id=audit_id(rule_id)),
+            self._db.read() as s,
+        ):
+            require(principal, MANAGE)
+            return rule_info(self._rule(s, principal.org_id, rule_id, lock=False))
+
     def rule_versions(self, principal: Principal, rule_id: str) -> list[RuleInfo]:
         """Every version of a rule, oldest first (deleted rules included)."""
         actor = principal.actor()

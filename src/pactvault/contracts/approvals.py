@@ -30,7 +30,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from sqlalchemy.orm import Session
 
-from pactvault.access.decision import AccessControl, Resource, cleared, require
+from pactvault.access.decision import AccessControl, Resource, cleared, decide, require
 from pactvault.access.roles import role_permissions
 from pactvault.audit.journal import Actor, record
 from pactvault.contracts.approval_rules import (
@@ -355,7 +355,12 @@ class ApprovalService:
         comment: str | None = None,
         actor: Actor | None = None,
     ) -> ApprovalRequestInfo:
-        """The requester takes a pending request back (the contract stays a draft)."""
+        """Take a pending request back (the contract stays a draft).
+
+        The requester may, and so may whoever may send the contract now (``contract.send.all``,
+        or ``.own`` as its creator): otherwise a request of someone who left would block the
+        contract until its facts change.
+        """
         actor = actor or principal.actor()
         with (
             audited_refusals(
@@ -369,8 +374,21 @@ class ApprovalService:
         ):
             note = _comment(comment)
             request = self._request(s, principal.org_id, request_id, lock=True)
-            if not self._is_requester(principal, request):
-                raise PermissionDeniedError("only the requester can withdraw an approval request")
+            if not self._is_requester(principal, request) and not decide(
+                principal,
+                "contract.send",
+                Resource(
+                    "contract",
+                    request.contract_id,
+                    request.org_id,
+                    owner_user_id=request.contract_owner_user_id,
+                    level=request.classification,
+                ),
+            ).allowed:
+                raise PermissionDeniedError(
+                    "only the requester, or someone who may send the contract, can withdraw "
+                    "its approval request"
+                )
             if request.status != "pending":
                 raise ConflictError(f"this approval request is already {request.status}")
             self._close(s, request, "withdrawn", self._clock())

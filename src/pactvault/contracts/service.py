@@ -35,7 +35,21 @@ from pactvault.contracts.states import (
     check_transition,
 )
 from pactvault.crypto.hashing import sha256_hex
-from pactvault.errors import ConflictError, InvalidInputError, NotFoundError, PactvaultError
+from pactvault.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PactvaultError,
+    PermissionDeniedError,
+)
+from pactvault.identity.members import normalise_email
+from pactvault.identity.mfa.stepup import StepUpChallenge, StepUpService, StepUpSubject
+from pactvault.identity.personal_data import Owner, PersonalDataService
+from pactvault.identity.realname.certificates import signer_subject
+from pactvault.identity.realname.identifiers import normalise_phone
+from pactvault.identity.realname.providers import assurance_rank
+from pactvault.identity.realname.service import VerificationService
+from pactvault.identity.realname.subjects import Subject
 from pactvault.keys.service import KeyService
 from pactvault.ledger import EvidenceRecord, Ledger
 from pactvault.notify import Mailer, Message
@@ -55,6 +69,7 @@ from pactvault.pki.identity import SubjectIdentity
 from pactvault.store.base import utcnow
 from pactvault.store.blobs import EncryptedBlobStore, StoredObject
 from pactvault.store.db import Database
+from pactvault.store.identity_models import User
 from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signature, Signer
 from pactvault.tokens import SIGNING_PREFIX, new_token, token_digest
 
@@ -82,6 +97,12 @@ class SignerSpec:
     routing_order: int = 1
     page: int = -1
     box: tuple[float, float, float, float] | None = None
+    #: Mainland mobile number for SMS signing codes; kept encrypted as personal data.
+    phone: str | None = None
+    #: The weakest identity check the signer's certificate may rest on: ``basic`` (control of
+    #: the invited address) or a real-name level such as ``verified-document``; the signer must
+    #: pass that verification before they can sign.
+    required_assurance: str = "basic"
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,9 @@ class SignInput:
     reason: str | None = None
     image: bytes | None = None
     locale: str = "zh-CN"
+    #: The verified step-up challenge (``begin_stepup`` + ``complete_stepup``) this signature
+    #: spends: signing without a fresh second factor bound to this document is refused.
+    stepup_challenge_id: str | None = None
 
 
 @dataclass
@@ -122,9 +146,15 @@ class ContractService:
         mailer: Mailer,
         settings: Settings,
         approvals: ApprovalService,
+        stepup: StepUpService,
+        personal_data: PersonalDataService,
+        verification: VerificationService,
     ) -> None:
         self._db = db
         self._approvals = approvals
+        self._stepup = stepup
+        self._personal_data = personal_data
+        self._verification = verification
         self._keys = keys
         self._blobs = blobs
         self._ca = ca
@@ -193,20 +223,30 @@ class ContractService:
             session.add(contract)
             session.flush()
             for position, (spec, page, box) in enumerate(placed, start=1):
-                session.add(
-                    Signer(
-                        contract_id=contract.id,
-                        org_id=org_id,
-                        position=position,
-                        name=spec.name.strip(),
-                        email=spec.email.strip(),
-                        organisation=spec.organisation,
-                        routing_order=spec.routing_order,
-                        field_name=f"Signature{position}",
-                        field_page=page,
-                        field_box=list(box),
-                    )
+                signer = Signer(
+                    contract_id=contract.id,
+                    org_id=org_id,
+                    position=position,
+                    name=spec.name.strip(),
+                    email=spec.email.strip(),
+                    organisation=spec.organisation,
+                    routing_order=spec.routing_order,
+                    field_name=f"Signature{position}",
+                    field_page=page,
+                    field_box=list(box),
+                    required_assurance=spec.required_assurance,
                 )
+                session.add(signer)
+                if spec.phone:
+                    session.flush()
+                    signer.phone_field_id = self._personal_data.put(
+                        session,
+                        actor,
+                        org_id=org_id,
+                        owner=Owner("signer", signer.id),
+                        kind="phone",
+                        value=spec.phone,
+                    ).id
             revision = self._store_revision(session, stored, contract, pdf, kind="original")
             event = record(
                 session,
@@ -440,36 +480,46 @@ class ContractService:
         if not given.consent_text.strip() or len(given.consent_text) > 4000:
             raise InvalidInputError("consent_text must be 1 to 4000 characters")
         self._expire_by_token(token)
+        refused: list[str] = []
 
         def work(session: Session, stored: list[StoredObject]) -> Outcome[Signature]:
             signer = self._signer_by_token(session, token, lock=True)
             contract = signer.contract
-            if signer.status == "signed":
-                raise ConflictError("you have already signed this contract")
-            if contract.status not in OPEN_FOR_SIGNING:
-                raise ContractStateError(f"the contract is {contract.status}; it cannot be signed")
-            if signer.status != "invited":
-                raise ContractStateError(f"this signer is {signer.status} and cannot sign")
-            waiting = [
-                s.name
-                for s in contract.signers
-                if s.routing_order < signer.routing_order and s.status != "signed"
-            ]
-            if waiting:
-                raise ContractStateError("it is not your turn yet: waiting for earlier signers")
+            self._check_can_sign(signer)
+            self._check_assurance(session, signer)
             current = self._current_revision(session, contract)
             if given.document_sha256 != current.plaintext_sha256:
                 raise ConflictError(
                     "the document changed since you opened it (another party signed); "
                     "review the current version and sign again"
                 )
+            try:
+                # Spent here, in the signing transaction: a signature that fails later (no
+                # timestamp, a crash) rolls the spending back with it.
+                proof = self._stepup.consume(
+                    session,
+                    given.stepup_challenge_id or "",
+                    subject=self._proof_subject(session, signer, given.stepup_challenge_id),
+                    document_sha256=current.plaintext_sha256,
+                    used_for=f"signature {contract.id} {signer.id}",
+                    actor=_as_signer(actor, signer),
+                )
+            except ConflictError as refusal:
+                refused.append(str(refusal))
+                raise
             pdf = self._read(session, contract, current)
             others_left = [
                 s for s in contract.signers if s.id != signer.id and s.status != "signed"
             ]
             already_signed = any(s.status == "signed" for s in contract.signers)
             signed_pdf, issued = self._apply_signature(
-                session, contract, signer, pdf, given, certify=not already_signed
+                session,
+                contract,
+                signer,
+                pdf,
+                given,
+                _as_signer(actor, signer),
+                certify=not already_signed,
             )
             revision = self._store_revision(
                 session, stored, contract, signed_pdf, kind="signed", signer_id=signer.id
@@ -494,6 +544,8 @@ class ContractService:
                 timestamp_token_sha256=evidence.timestamp_token_sha256,
                 certification=not already_signed,
                 locks_document=False,
+                stepup_proof=proof.to_json(),
+                stepup_proof_sha256=proof.sha256(),
             )
             session.add(signature)
             target = Status.PARTIALLY_SIGNED if others_left else Status.COMPLETED
@@ -520,6 +572,8 @@ class ContractService:
                     "signature_sha256": evidence.signature_sha256,
                     "timestamp_token_sha256": evidence.timestamp_token_sha256,
                     "timestamp_time": evidence.timestamp_time,
+                    "stepup_method": proof.method,
+                    "stepup_proof_sha256": proof.sha256(),
                 },
             )
             self._evidence(
@@ -529,13 +583,70 @@ class ContractService:
                 signature_sha256=evidence.signature_sha256,
                 timestamp_token_sha256=evidence.timestamp_token_sha256,
                 certificate_sha256=certificate_fingerprint(issued.certificate),
+                stepup_proof_sha256=proof.sha256(),
             )
             if target is Status.COMPLETED:
                 self._seal(session, stored, contract, signed_pdf)
             session.flush()
             return Outcome(signature, messages)
 
-        return self._deliver(self._unit_of_work(work))
+        try:
+            return self._deliver(self._unit_of_work(work))
+        except ConflictError:
+            if refused:  # audited after the rollback, which took the transaction's entries
+                self._stepup.record_refusal(actor, given.stepup_challenge_id, refused[0])
+            raise
+
+    def begin_stepup(
+        self, token: str, actor: Actor, method: str, *, account: str | None = None
+    ) -> StepUpChallenge:
+        """Start the second factor this signer must pass before signing the current revision:
+        a code by email (or SMS, when the sender gave a mobile number) naming the document, or
+        — for a signer signed in to an account under the invited address (``account`` = its
+        user id) — a passkey assertion whose challenge is derived from the document hash."""
+        self._expire_by_token(token)
+
+        def work(session: Session, _stored: list[StoredObject]) -> tuple[StepUpSubject, str]:
+            signer = self._signer_by_token(session, token)
+            self._check_can_sign(signer)
+            self._check_assurance(session, signer)
+            subject = self._stepup_subject(signer)
+            if method == "passkey":
+                subject = self._account_subject(session, signer, account)
+            elif method == "sms" and signer.phone_field_id is not None:
+                phone = self._personal_data.reveal(
+                    session,
+                    _as_signer(actor, signer),
+                    org_id=signer.org_id,
+                    field_id=signer.phone_field_id,
+                    clearance="secret",
+                    purpose="signing code by SMS",
+                ).value
+                subject = StepUpSubject.signer(
+                    signer.id, signer.org_id, signer.email, "+86" + phone
+                )
+            current = self._current_revision(session, signer.contract)
+            return subject, current.plaintext_sha256
+
+        subject, document = self._unit_of_work(work)
+        return self._stepup.begin(subject, document, method, client=actor)
+
+    def complete_stepup(
+        self, token: str, actor: Actor, challenge_id: str, answer: str | dict[str, object]
+    ) -> str:
+        """Check the signer's answer to their challenge; returns the proof's SHA-256."""
+
+        def work(session: Session, _stored: list[StoredObject]) -> tuple[StepUpSubject, str]:
+            signer = self._signer_by_token(session, token)
+            self._check_can_sign(signer)
+            current = self._current_revision(session, signer.contract)
+            return self._proof_subject(session, signer, challenge_id), current.plaintext_sha256
+
+        subject, document = self._unit_of_work(work)
+        proof = self._stepup.complete(
+            challenge_id, answer, document, client=actor, expected=subject
+        )
+        return proof.sha256()
 
     def decline(self, token: str, actor: Actor, reason: str) -> Contract:
         reason = (reason or "").strip()
@@ -575,6 +686,104 @@ class ContractService:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _certificate_subject(
+        self, session: Session, signer: Signer, actor: Actor
+    ) -> SubjectIdentity:
+        """Whom the signer certificate names, and on what identity check it rests.
+
+        A real-name verified signer gets their verified legal name and the verification method
+        and level of assurance as certificate policies; otherwise, only where the contract asks
+        no more than ``basic``, the name the sender typed with assurance ``basic`` (control of
+        the invited address, just proven again by the step-up code).
+        """
+        subject = Subject.signer(signer.id, signer.email)
+        if self._verification.assurance_in(session, signer.org_id, subject) is not None:
+            verified = self._verification.identity_in(
+                session, signer.org_id, subject, actor=actor, purpose="signer certificate"
+            )
+            if verified is not None:
+                return signer_subject(
+                    verified,
+                    subject_id=signer.id,
+                    email=signer.email,
+                    organisation=signer.organisation,
+                    minimum_assurance=max(
+                        signer.required_assurance, "verified-document", key=assurance_rank
+                    ),
+                )
+        self._check_assurance(session, signer)
+        return SubjectIdentity(
+            common_name=signer.name,
+            subject_id=signer.id,
+            kind="person",
+            email=signer.email,
+            organisation=signer.organisation,
+        )
+
+    def _check_assurance(self, session: Session, signer: Signer) -> None:
+        """Refuse (before any code is sent) a signer who lacks the verification they need."""
+        if signer.required_assurance == "basic":
+            return
+        held = self._verification.assurance_in(
+            session, signer.org_id, Subject.signer(signer.id, signer.email)
+        )
+        if held is None or assurance_rank(held) < assurance_rank(signer.required_assurance):
+            raise PermissionDeniedError(
+                "this contract asks you to complete real-name verification "
+                f"({signer.required_assurance}) before signing"
+            )
+
+    @staticmethod
+    def _stepup_subject(signer: Signer) -> StepUpSubject:
+        return StepUpSubject.signer(signer.id, signer.org_id, signer.email)
+
+    @staticmethod
+    def _account_subject(session: Session, signer: Signer, user_id: str | None) -> StepUpSubject:
+        """The signed-in account as step-up subject, if it is the invited person (same address).
+
+        The signing link proves control of the address; the account's passkey proves the person
+        is present — both are needed, so another account's passkey can never sign this link.
+        """
+        user = session.get(User, user_id) if user_id else None
+        if (
+            user is None
+            or user.status != "active"
+            or normalise_email(user.email) != normalise_email(signer.email)
+        ):
+            raise PermissionDeniedError(
+                "signing with a passkey needs you signed in to the account of the invited address"
+            )
+        return StepUpSubject("user", user.id, signer.org_id, user.email)
+
+    def _proof_subject(
+        self, session: Session, signer: Signer, challenge_id: str | None
+    ) -> StepUpSubject:
+        """Whose step-up may sign for ``signer``: the signer's own, or their account's."""
+        found = self._stepup.subject_of(session, challenge_id)
+        if found is not None and found.type == "user" and found.org_id == signer.org_id:
+            try:
+                return self._account_subject(session, signer, found.id)
+            except PermissionDeniedError:
+                pass
+        return self._stepup_subject(signer)
+
+    @staticmethod
+    def _check_can_sign(signer: Signer) -> None:
+        """Whether this invitation may sign now (checked on step-up and again when signing)."""
+        if signer.status == "signed":
+            raise ConflictError("you have already signed this contract")
+        if signer.contract.status not in OPEN_FOR_SIGNING:
+            raise ContractStateError(
+                f"the contract is {signer.contract.status}; it cannot be signed"
+            )
+        if signer.status != "invited":
+            raise ContractStateError(f"this signer is {signer.status} and cannot sign")
+        if any(
+            other.routing_order < signer.routing_order and other.status != "signed"
+            for other in signer.contract.signers
+        ):
+            raise ContractStateError("it is not your turn yet: waiting for earlier signers")
+
     def _apply_signature(
         self,
         session: Session,
@@ -582,16 +791,11 @@ class ContractService:
         signer: Signer,
         pdf: bytes,
         given: SignInput,
+        actor: Actor,
         *,
         certify: bool,
     ) -> tuple[bytes, IssuedCertificate]:
-        identity = SubjectIdentity(
-            common_name=signer.name,
-            subject_id=signer.id,
-            kind="person",
-            email=signer.email,
-            organisation=signer.organisation,
-        )
+        identity = self._certificate_subject(session, signer, actor)
         issued = self._ca.issue(session, identity)
         handle = self._keys.signing_key(session, PLATFORM_ORG, issued.key.key_id)
         key_signer = KeySigner(handle.private_key(), issued.certificate, self._ca.chain(session))
@@ -948,6 +1152,15 @@ def _validate_signers(signers: Sequence[SignerSpec]) -> list[SignerSpec]:
         seen.add(spec.email.strip().lower())
         if not isinstance(spec.routing_order, int) or not 1 <= spec.routing_order <= MAX_SIGNERS:
             raise InvalidInputError(f"signer {index}: routing_order must be 1..{MAX_SIGNERS}")
+        try:
+            assurance_rank(spec.required_assurance)
+        except InvalidInputError as error:
+            raise InvalidInputError(f"signer {index}: {error}") from None
+        if spec.phone is not None:
+            try:
+                normalise_phone(spec.phone)
+            except InvalidInputError as error:
+                raise InvalidInputError(f"signer {index}: {error}") from None
     return list(signers)
 
 

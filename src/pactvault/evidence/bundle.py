@@ -10,7 +10,8 @@ A bundle is a JSON object::
       "leaves": [
         {"index": 7, "record": "<canonical JSON record>", "inclusion_proof": ["<base64>", …]},
         …
-      ]
+      ],
+      "stepup_proofs": ["<canonical JSON step-up proof>", …]
     }
 
 Each record is the exact leaf data (canonical JSON, hashes only: document revisions, signatures,
@@ -18,6 +19,14 @@ timestamps, certificates, audit entries); its RFC 9162 leaf hash with its inclus
 lead to the checkpoint's root, and the checkpoint must be signed by the log key the *verifier*
 trusts — the key inside the bundle is only a label and must agree with it. The last record that
 names a document revision is the final document: given the PDF, its SHA-256 must match.
+
+Every signature record carries the SHA-256 of its step-up proof — the second factor the signer
+passed, bound to the document they signed ("real intention"). ``stepup_proofs`` holds those
+proofs: each must hash to exactly one signature record's ``stepup_proof_sha256``, name the
+document revision that signature was made on (the last document hash recorded before it), and
+every such record must have its proof here. (A passkey proof's WebAuthn assertion can further be
+re-checked against the credential's public key with ``identity.mfa.proof.verify_passkey_proof``;
+that needs the ``webauthn`` package, so it is not part of this dependency-free check.)
 
 :func:`verify_bundle` refuses on the first thing that does not hold, saying exactly what and
 where. Only the standard library, ``cryptography`` and the pure ledger modules are used here.
@@ -50,6 +59,9 @@ __all__ = [
 BUNDLE_FORMAT = "pactvault-proof-bundle/1"
 MAX_PROOF_LENGTH = 64  # a tree of 2⁶⁴ leaves has a shorter audit path
 _KEYS = {"format", "contract_id", "verifier_key", "checkpoint", "leaves"}
+_OPTIONAL_KEYS = {"stepup_proofs"}
+#: ``identity.mfa.proof.PROOF_TYPE`` (not imported: this module stays dependency-free).
+STEPUP_PROOF_TYPE = "pactvault/step-up-proof"
 _LEAF_KEYS = {"index", "record", "inclusion_proof"}
 
 
@@ -69,6 +81,8 @@ class VerifiedBundle:
     records: tuple[tuple[int, EvidenceRecord], ...]
     final_document_sha256: str | None
     pdf_checked: bool
+    #: (signature leaf index, step-up method, verified at) for every signature in the bundle.
+    stepups: tuple[tuple[int, str, str], ...] = ()
 
 
 def make_bundle(
@@ -76,9 +90,11 @@ def make_bundle(
     verifier_key: str,
     checkpoint_note: str,
     leaves: list[tuple[int, bytes, list[bytes]]],
+    stepup_proofs: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a bundle from (leaf index, leaf data, inclusion proof) triples."""
-    return {
+    """Assemble a bundle from (leaf index, leaf data, inclusion proof) triples and the step-up
+    proofs (canonical JSON) of the contract's signatures."""
+    bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "contract_id": contract_id,
         "verifier_key": verifier_key,
@@ -92,6 +108,9 @@ def make_bundle(
             for index, data, proof in leaves
         ],
     }
+    if stepup_proofs:
+        bundle["stepup_proofs"] = list(stepup_proofs)
+    return bundle
 
 
 def verify_bundle(
@@ -121,6 +140,7 @@ def verify_bundle(
     if len(set(indexes)) != len(indexes):
         raise BundleError("the bundle lists the same leaf twice")
     records.sort(key=lambda item: item[0])
+    stepups = _verify_stepups(records, data.get("stepup_proofs", []))
     final = _final_document(records)
     if pdf_bytes is not None:
         if final is None:
@@ -137,6 +157,7 @@ def verify_bundle(
         records=tuple(records),
         final_document_sha256=final[1] if final else None,
         pdf_checked=pdf_bytes is not None,
+        stepups=stepups,
     )
 
 
@@ -150,8 +171,11 @@ def _load(bundle: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
         raise BundleError("the bundle is not a JSON object")
     if bundle.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
-    if set(bundle) != _KEYS:
-        raise BundleError(f"the bundle must have exactly the fields {sorted(_KEYS)}")
+    if not _KEYS <= set(bundle) <= _KEYS | _OPTIONAL_KEYS:
+        raise BundleError(
+            f"the bundle must have the fields {sorted(_KEYS)} (and may have "
+            f"{sorted(_OPTIONAL_KEYS)})"
+        )
     return bundle
 
 
@@ -212,6 +236,54 @@ def _verify_leaf(
             "for another leaf"
         ) from None
     return index, evidence
+
+
+def _verify_stepups(
+    records: list[tuple[int, EvidenceRecord]], proofs: object
+) -> tuple[tuple[int, str, str], ...]:
+    """Match each step-up proof to its signature record (see the module docstring)."""
+    if not isinstance(proofs, list) or not all(isinstance(p, str) for p in proofs):
+        raise BundleError("stepup_proofs must be a list of strings")
+    by_hash = {hashlib.sha256(p.encode("utf-8")).hexdigest(): p for p in proofs}
+    if len(by_hash) != len(proofs):
+        raise BundleError("the bundle lists the same step-up proof twice")
+    found = []
+    signed_document: str | None = None
+    for index, evidence in records:
+        expected = evidence.stepup_proof_sha256
+        if expected is not None:
+            text = by_hash.pop(expected, None)
+            if text is None:
+                raise BundleError(
+                    f"leaf {index}: the signature's step-up proof is not in the bundle"
+                )
+            proof = _stepup_fields(text, index)
+            if proof["document_sha256"] != signed_document:
+                raise BundleError(
+                    f"leaf {index}: the step-up proof was made for document "
+                    f"{proof['document_sha256']}, not the revision signed ({signed_document})"
+                )
+            found.append((index, proof["method"], proof["verified_at"]))
+        if evidence.document_sha256 is not None:
+            signed_document = evidence.document_sha256
+    if by_hash:
+        raise BundleError(f"{len(by_hash)} step-up proof(s) match no signature in the bundle")
+    return tuple(found)
+
+
+def _stepup_fields(text: str, index: int) -> dict[str, str]:
+    try:
+        proof = json.loads(text)
+    except json.JSONDecodeError:
+        proof = None
+    if (
+        not isinstance(proof, dict)
+        or proof.get("type") != STEPUP_PROOF_TYPE
+        or not all(isinstance(proof.get(k), str) for k in ("method", "document_sha256"))
+        or not isinstance(proof.get("verified_at"), str)
+    ):
+        raise BundleError(f"leaf {index}: the step-up proof is not a pactvault step-up proof")
+    return {k: proof[k] for k in ("method", "document_sha256", "verified_at")}
 
 
 def _final_document(records: list[tuple[int, EvidenceRecord]]) -> tuple[int, str] | None:

@@ -24,13 +24,16 @@ from pactvault.evidence.offline import (
     MANIFEST_FILE,
     VKEY_FILE,
 )
+from pactvault.ledger.cosignatures import attach_cosignatures
 from pactvault.ledger.log import Leaf, Ledger
 from pactvault.ledger.note import ALG_ED25519, verifier_key
+from pactvault.ledger.publish import published_checkpoint
 from pactvault.ledger.service import LOG_ROLE, LedgerService
 from pactvault.store.base import utcnow
 from pactvault.store.db import Database
 from pactvault.store.ledger_models import LedgerCheckpoint
 from pactvault.store.ledger_ops_models import LedgerKey
+from pactvault.store.models import Signature
 
 __all__ = ["ExportSummary", "build_bundle", "export_log"]
 
@@ -64,11 +67,12 @@ def export_log(
         if key is None:
             raise NotFoundError("the ledger has no log key yet: publish a checkpoint first")
         vkey = verifier_key(key.name, ALG_ED25519, bytes(key.public_key))
+        rows = session.execute(select(LedgerCheckpoint).order_by(LedgerCheckpoint.seq)).scalars()
+        # As served: each note with the witness cosignatures held for it, so an offline
+        # verifier can require a witness quorum (`pactvault ledger verify --witness`).
         checkpoints = [
-            {"seq": row.seq, "published_at": row.published_at.isoformat(), "note": row.note}
-            for row in session.execute(
-                select(LedgerCheckpoint).order_by(LedgerCheckpoint.seq)
-            ).scalars()
+            {"seq": p.seq, "published_at": p.published_at.isoformat(), "note": p.note}
+            for p in attach_cosignatures(session, [published_checkpoint(row) for row in rows])
         ]
         ledger = Ledger(session)
         size = ledger.head().size
@@ -103,7 +107,7 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write(path, [json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"])
 
 
-def build_bundle(ledger: LedgerService, contract_id: str) -> dict[str, Any]:
+def build_bundle(ledger: LedgerService, db: Database, contract_id: str) -> dict[str, Any]:
     """The proof bundle of one contract: its evidence leaves, each with an inclusion proof to
     one signed checkpoint (published now if the latest does not yet cover them)."""
     leaves = ledger.contract_leaves(contract_id)
@@ -117,4 +121,17 @@ def build_bundle(ledger: LedgerService, contract_id: str) -> dict[str, Any]:
         (leaf.index, leaf.data, list(ledger.inclusion_proof(leaf.index, size).hashes))
         for leaf in leaves
     ]
-    return make_bundle(contract_id, ledger.verifier_key(), latest.note, proven)
+    return make_bundle(
+        contract_id, ledger.verifier_key(), latest.note, proven, stepup_proofs(db, contract_id)
+    )
+
+
+def stepup_proofs(db: Database, contract_id: str) -> list[str]:
+    """The step-up proofs kept with the contract's signatures, in signing order."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Signature.stepup_proof)
+            .where(Signature.contract_id == contract_id, Signature.stepup_proof.is_not(None))
+            .order_by(Signature.revision_version)
+        ).scalars()
+        return [proof for proof in rows if proof is not None]

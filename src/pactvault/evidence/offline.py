@@ -14,6 +14,11 @@ leaves, as a witness would check them), that the log never went backwards, and t
 checkpoints sign different roots for one size (a fork: the log showed two histories). It reports
 every problem with the checkpoint numbers and leaf ranges involved instead of stopping at the first.
 
+Given witness keys and a quorum, it also requires the export's largest checkpoint size to be
+vouched for by at least ``quorum`` of those witnesses (c2sp.org/tlog-cosignature lines on a
+checkpoint note of that size): without that, a log could show the auditor a private fork.
+:func:`require_cosignatures` applies the same rule to a single checkpoint (a proof bundle's).
+
 Only the standard library, ``cryptography`` and the pure ledger modules are used. Memory is two
 hashes per leaf (the tree's levels), about 64 MB per million leaves.
 """
@@ -29,8 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pactvault.errors import PactvaultError
-from pactvault.ledger.checkpoint import Checkpoint, check_consistent, open_checkpoint
+from pactvault.errors import PactvaultError, VerificationError
+from pactvault.ledger.checkpoint import (
+    Checkpoint,
+    SignedCheckpoint,
+    check_consistent,
+    open_checkpoint,
+)
 from pactvault.ledger.errors import ForkDetectedError
 from pactvault.ledger.merkle import (
     EMPTY_ROOT,
@@ -43,6 +53,7 @@ from pactvault.ledger.merkle import (
 )
 from pactvault.ledger.note import Verifier, parse_verifier_key
 from pactvault.ledger.records import EvidenceRecord
+from pactvault.ledger.witness import CosignatureVerifier, parse_cosigner_key
 
 __all__ = [
     "CHECKPOINTS_FILE",
@@ -52,6 +63,7 @@ __all__ = [
     "VKEY_FILE",
     "ExportReport",
     "MerkleTree",
+    "require_cosignatures",
     "verify_exported_log",
 ]
 
@@ -112,6 +124,9 @@ class ExportReport:
     leaves: int = 0
     checkpoints: int = 0
     verified_checkpoints: int = 0
+    #: With witnesses: the quorum asked for, and the largest size that many of them cosigned.
+    quorum: int = 0
+    witnessed_size: int | None = None
     problems: list[str] = field(default_factory=list)
     forks: list[tuple[Checkpoint, ...]] = field(default_factory=list)
 
@@ -124,18 +139,30 @@ class ExportReport:
 class _Signed:
     seq: int
     checkpoint: Checkpoint
+    cosigners: int = 0  # distinct trusted witnesses whose cosignature verified
 
 
 def verify_exported_log(
-    directory: str | Path, vkey: str, *, progress: Progress | None = None
+    directory: str | Path,
+    vkey: str,
+    *,
+    progress: Progress | None = None,
+    witnesses: Sequence[str] = (),
+    quorum: int = 0,
 ) -> ExportReport:
-    """Check a whole exported log against its checkpoints, trusting only ``vkey``."""
+    """Check a whole exported log against its checkpoints, trusting only ``vkey`` — and, with
+    ``witnesses`` and ``quorum``, that its newest size was cosigned by enough of them."""
     root = Path(directory)
-    report = ExportReport()
+    report = ExportReport(quorum=quorum)
     try:
         verifier = parse_verifier_key(vkey.strip())
     except PactvaultError as exc:
         report.problems.append(f"the trusted log key is not usable: {exc.detail}")
+        return report
+    try:
+        cosigners = _witness_keys(witnesses, quorum)
+    except PactvaultError as exc:
+        report.problems.append(f"the trusted witness keys are not usable: {exc.detail}")
         return report
     report.origin = verifier.name
     manifest = _read_json(root / MANIFEST_FILE, dict, report)
@@ -151,7 +178,7 @@ def verify_exported_log(
             f"{verifier.name!r}"
         )
         return report
-    signed = _open_checkpoints(entries, verifier, report)
+    signed = _open_checkpoints(entries, verifier, cosigners, report)
     expected = manifest.get("tree_size")
     tree = _read_leaves(root / LEAVES_FILE, report, progress, expected)
     if tree is None:
@@ -162,7 +189,64 @@ def verify_exported_log(
             f"{MANIFEST_FILE} announces {expected} leaves but {LEAVES_FILE} holds {tree.size}"
         )
     _check_checkpoints(signed, tree, report)
+    if quorum:
+        _check_quorum(signed, quorum, report)
     return report
+
+
+def require_cosignatures(
+    note: str, vkey: str, witnesses: Sequence[str], quorum: int
+) -> SignedCheckpoint:
+    """Open a checkpoint signed by the log ``vkey`` and cosigned by at least ``quorum`` of the
+    trusted ``witnesses``; VerificationError saying how many cosigned otherwise."""
+    try:
+        verifier = parse_verifier_key(vkey.strip())
+        cosigners = _witness_keys(witnesses, quorum)
+        signed = open_checkpoint(
+            note, origin=verifier.name, verifiers=[verifier], witnesses=cosigners
+        )
+    except PactvaultError as exc:
+        raise VerificationError(f"checkpoint rejected: {exc.detail}") from None
+    if len(signed.cosignatures) < quorum:
+        raise VerificationError(
+            f"the checkpoint (size {signed.checkpoint.size}) is cosigned by "
+            f"{len(signed.cosignatures)} of the {len(cosigners)} trusted witnesses; "
+            f"{quorum} required"
+        )
+    return signed
+
+
+def _witness_keys(witnesses: Sequence[str], quorum: int) -> list[CosignatureVerifier]:
+    keys = [parse_cosigner_key(w.strip()) for w in witnesses]
+    if len({(k.name, k.key_id) for k in keys}) != len(keys):
+        raise VerificationError("the same witness key is given twice")
+    if not 0 <= quorum <= len(keys):
+        raise VerificationError(
+            f"a witness quorum of {quorum} needs at least that many witness keys ({len(keys)} "
+            "given)"
+        )
+    return keys
+
+
+def _check_quorum(signed: list[_Signed], quorum: int, report: ExportReport) -> None:
+    """The newest size must be witnessed: an unwitnessed head could be a private fork."""
+    witnessed = [s.checkpoint.size for s in signed if s.cosigners >= quorum]
+    report.witnessed_size = max(witnessed) if witnessed else None
+    if not signed:
+        return
+    newest = max(s.checkpoint.size for s in signed)
+    if report.witnessed_size == newest:
+        return
+    best = max((s.cosigners for s in signed if s.checkpoint.size == newest), default=0)
+    since = (
+        f"the largest witnessed size is {report.witnessed_size}"
+        if report.witnessed_size is not None
+        else "no checkpoint in the export is witnessed"
+    )
+    report.problems.append(
+        f"no checkpoint of the newest size {newest} is cosigned by {quorum} trusted witness(es) "
+        f"(at most {best}); {since}"
+    )
 
 
 def _read_json(path: Path, kind: type, report: ExportReport) -> Any:
@@ -181,7 +265,10 @@ def _read_json(path: Path, kind: type, report: ExportReport) -> Any:
 
 
 def _open_checkpoints(
-    entries: Sequence[Any], verifier: Verifier, report: ExportReport
+    entries: Sequence[Any],
+    verifier: Verifier,
+    witnesses: Sequence[Verifier],
+    report: ExportReport,
 ) -> list[_Signed]:
     """Checkpoints whose signature verifies, in publication order."""
     report.checkpoints = len(entries)
@@ -193,11 +280,13 @@ def _open_checkpoints(
             report.problems.append(f"{CHECKPOINTS_FILE}[{n}] is not a checkpoint entry")
             continue
         try:
-            opened = open_checkpoint(note, origin=verifier.name, verifiers=[verifier])
+            opened = open_checkpoint(
+                note, origin=verifier.name, verifiers=[verifier], witnesses=witnesses
+            )
         except PactvaultError as exc:
             report.problems.append(f"checkpoint #{seq}: {exc.detail}")
             continue
-        signed.append(_Signed(seq, opened.checkpoint))
+        signed.append(_Signed(seq, opened.checkpoint, len(opened.cosignatures)))
     signed.sort(key=lambda s: s.seq)
     report.verified_checkpoints = len(signed)
     return signed

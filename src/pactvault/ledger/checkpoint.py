@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pactvault.ledger.errors import ForkDetectedError, NoteError, ProofError
 from pactvault.ledger.merkle import EMPTY_ROOT, HASH_SIZE
 from pactvault.ledger.note import (
+    ALG_COSIGNATURE_V1,
     Ed25519NoteSigner,
     NoteSignature,
     Verifier,
@@ -107,6 +108,9 @@ def open_checkpoint(
     checkpoint = Checkpoint.from_body(opened.text)
     if checkpoint.origin != origin:
         raise NoteError("checkpoint is for a different log")
+    if any(getattr(w, "ALGORITHM", None) != ALG_COSIGNATURE_V1 for w in witnesses):
+        # A log key passed as a "witness" would count the log's own signature as a cosignature.
+        raise NoteError("witness keys must be cosignature/v1 keys")
     cosigned: list[NoteSignature] = []
     if witnesses:
         text = opened.text.encode("utf-8")

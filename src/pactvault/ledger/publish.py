@@ -100,17 +100,17 @@ class CheckpointStore:
         )
         session.add(row)
         session.flush()
-        return _published(row)
+        return published_checkpoint(row)
 
     def latest(self, session: Session) -> PublishedCheckpoint | None:
         row = session.execute(
             select(LedgerCheckpoint).order_by(LedgerCheckpoint.seq.desc()).limit(1)
         ).scalar_one_or_none()
-        return None if row is None else _published(row)
+        return None if row is None else published_checkpoint(row)
 
     def history(self, session: Session) -> list[PublishedCheckpoint]:
         rows = session.execute(select(LedgerCheckpoint).order_by(LedgerCheckpoint.seq)).scalars()
-        return [_published(row) for row in rows]
+        return [published_checkpoint(row) for row in rows]
 
     def verify_history(self, session: Session, verifiers: Sequence[Verifier]) -> HistoryReport:
         """Re-check every published checkpoint: its signature, that its row matches its note,
@@ -168,6 +168,7 @@ def _check_against_head(ledger: Ledger, checkpoint: Checkpoint, head: TreeHead) 
     check_consistent(checkpoint, current, proof)
 
 
-def _published(row: LedgerCheckpoint) -> PublishedCheckpoint:
+def published_checkpoint(row: LedgerCheckpoint) -> PublishedCheckpoint:
+    """The stored row as the log signed it (no cosignatures: see ``ledger.cosignatures``)."""
     checkpoint = Checkpoint(row.origin, int(row.tree_size), bytes(row.root_hash))
     return PublishedCheckpoint(int(row.seq), checkpoint, row.note, row.published_at)

@@ -57,6 +57,8 @@ class EvidenceRecord:
     timestamp_token_sha256: str | None = None  # the RFC 3161 token
     certificate_sha256: str | None = None  # fingerprint of the signer's certificate (DER)
     audit_entry_sha256: str | None = None  # entry_hash of the matching audit journal entry
+    # "contract.sign" only: the step-up proof (second factor bound to the document) spent on it.
+    stepup_proof_sha256: str | None = None
     # "audit.anchor" only: the seq of the journal entry whose entry_hash is audit_entry_sha256, so
     # the anchor names which prefix of the hash chain it commits to.
     audit_seq: int | None = None

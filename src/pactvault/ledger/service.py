@@ -53,7 +53,7 @@ from pactvault.errors import (
 )
 from pactvault.keys.service import KeyService, WrappedKey
 from pactvault.ledger.anchor import Anchor, AnchorReport, anchor_due, anchor_journal, check_anchors
-from pactvault.ledger.checkpoint import Checkpoint
+from pactvault.ledger.cosignatures import attach_cosignatures, with_cosignatures
 from pactvault.ledger.errors import NoteError
 from pactvault.ledger.log import Leaf, Ledger, TreeHead
 from pactvault.ledger.note import (
@@ -63,7 +63,12 @@ from pactvault.ledger.note import (
     raw_public_key,
 )
 from pactvault.ledger.proofs import ConsistencyProof, InclusionProof
-from pactvault.ledger.publish import CheckpointStore, HistoryReport, PublishedCheckpoint
+from pactvault.ledger.publish import (
+    CheckpointStore,
+    HistoryReport,
+    PublishedCheckpoint,
+    published_checkpoint,
+)
 from pactvault.pki.authority import PLATFORM_ORG
 from pactvault.store.base import utcnow
 from pactvault.store.db import Database
@@ -234,6 +239,7 @@ class LedgerService:
         signer = self._log_signer()
         with self._db.write() as session:
             published = self._publish(session, signer, now or self._clock(), on_demand=True)
+            published = with_cosignatures(session, published)
         if published is None:  # cannot happen: on demand, the latest stands in for "not due"
             raise IntegrityError("no checkpoint could be published")
         return published
@@ -265,8 +271,10 @@ class LedgerService:
         return None
 
     def latest_checkpoint(self) -> PublishedCheckpoint | None:
+        """The latest checkpoint as served: the log-signed note with the witness cosignatures
+        held for it appended (``CheckpointStore.latest`` has the note exactly as signed)."""
         with self._db.read() as session:
-            return self._store.latest(session)
+            return with_cosignatures(session, self._store.latest(session))
 
     def checkpoints(self, from_size: int = 0, limit: int = 100) -> list[PublishedCheckpoint]:
         """Published checkpoints of at least ``from_size`` leaves, oldest first (one page)."""
@@ -281,7 +289,7 @@ class LedgerService:
                 .order_by(LedgerCheckpoint.seq)
                 .limit(limit)
             ).scalars()
-            return [_published(row) for row in rows]
+            return attach_cosignatures(session, [published_checkpoint(row) for row in rows])
 
     def verify_history(self) -> HistoryReport:
         """Every published checkpoint re-checked against the key and the current tree."""
@@ -428,11 +436,6 @@ def _key_context(role: str, name: str, public_key: bytes) -> bytes:
     return encode_fields("pactvault/ledger-key/v1", role, name, public_key)
 
 
-def _published(row: LedgerCheckpoint) -> PublishedCheckpoint:
-    checkpoint = Checkpoint(row.origin, int(row.tree_size), bytes(row.root_hash))
-    return PublishedCheckpoint(int(row.seq), checkpoint, row.note, row.published_at)
-
-
 def _check_uuid(value: str) -> None:
     try:
         ok = str(uuid.UUID(value)) == value
@@ -449,7 +452,10 @@ def _insert_ignore(session: Session, model: Any, rows: Sequence[dict[str, Any]])
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(model.__table__).on_conflict_do_nothing()
     if len(rows) == 1:
-        return int(session.execute(statement, rows[0]).rowcount or 0)  # type: ignore[attr-defined]
+        # Counted with RETURNING: psycopg reports rowcount -1 for ON CONFLICT inserts, which
+        # made a process that lost the race to create the log key believe it had won.
+        returning = statement.returning(*model.__table__.primary_key.columns)
+        return len(session.execute(returning, rows[0]).all())
     session.execute(statement, list(rows))
     return len(rows)
 

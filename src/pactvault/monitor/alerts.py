@@ -14,7 +14,12 @@ acknowledged, resolved, delivered, given up — is written to the audit journal.
 Who sees what: an organisation's administrators (permission ``ALERT_READ``) see the alerts
 about their organisation's objects; platform-wide alerts (``org_id`` None: the ledger, the
 journal) and everyone's alerts are for the instance operator, who works through the CLI with
-the ``operator_*`` methods (there is no platform-operator principal in the API yet).
+the ``operator_*`` methods (there is no platform-operator principal in the API yet). The operator
+handles an organisation's alert only by naming that organisation (``org_id``), so a mistyped id
+never closes the wrong tenant's alert.
+
+Each alert's deliveries (status, attempts, last error, next attempt) are shown with it
+(:class:`AlertDetail`): they name the configured endpoint, never its URL or secret.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from pactvault.access.decision import AccessControl, Resource, require
@@ -39,11 +44,20 @@ from pactvault.identity.principal import Principal
 from pactvault.monitor.webhooks import WebhookEndpoint, WebhookSender
 from pactvault.store.base import utcnow
 from pactvault.store.db import Database
-from pactvault.store.monitor_models import ALERT_STATUSES, SEVERITIES, Alert, AlertDelivery
+from pactvault.store.monitor_models import (
+    ALERT_STATUSES,
+    DELIVERY_STATUSES,
+    SEVERITIES,
+    Alert,
+    AlertDelivery,
+)
 
 __all__ = [
     "ALERT_MANAGE_PERMISSION",
     "ALERT_READ_PERMISSION",
+    "AlertDetail",
+    "AlertPage",
+    "AlertScopeError",
     "AlertService",
     "DeliveryStats",
     "RaisedAlert",
@@ -56,6 +70,10 @@ ALERT_READ_PERMISSION = "alert.read"
 ALERT_MANAGE_PERMISSION = "alert.manage"
 
 KIND = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+")
+#: A kind filter: one kind, or every kind under a prefix ("integrity.*").
+KIND_PREFIX = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.\*")
+MAX_ID = 36
+MAX_PAGE = 500
 MAX_TITLE = 300
 MAX_NOTE = 2000
 MAX_DETAILS_BYTES = 16 * 1024
@@ -81,6 +99,33 @@ class DeliveryStats:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    #: Ids of the deliveries attempted in this call (so a caller can show what happened).
+    attempted: list[str] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    """One page of a filtered listing, with the number of alerts matching the filters."""
+
+    items: list[Alert]
+    total: int
+
+
+@dataclass(frozen=True)
+class AlertDetail:
+    """An alert with its notification log (one delivery per configured endpoint)."""
+
+    alert: Alert
+    deliveries: list[AlertDelivery]
+
+
+class AlertScopeError(InvalidInputError):
+    """The operator handled an alert outside the scope they named (platform or organisation)."""
+
+    def __init__(self, detail: str, org_id: str | None) -> None:
+        super().__init__(detail)
+        #: The organisation the alert belongs to (None: platform-wide).
+        self.org_id = org_id
 
 
 def _normalised(details: dict[str, Any]) -> dict[str, Any]:
@@ -277,41 +322,184 @@ class AlertService:
         self,
         principal: Principal,
         *,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
+        severity: str | Sequence[str] | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        actor: Actor | None = None,
+    ) -> list[Alert]:
+        """The caller's organisation's alerts, newest first (denials are audited)."""
+        return self.alert_page(
+            principal,
+            status=status,
+            severity=severity,
+            kind=kind,
+            since=since,
+            limit=limit,
+            offset=offset,
+            actor=actor,
+        ).items
+
+    def alert_page(
+        self,
+        principal: Principal,
+        *,
+        status: str | Sequence[str] | None = None,
+        severity: str | Sequence[str] | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        actor: Actor | None = None,
+    ) -> AlertPage:
+        """One page of the caller's organisation's alerts and how many match the filters.
+
+        ``status`` and ``severity`` take one value or several (``open`` + ``acknowledged`` is
+        "unresolved"); ``kind`` is one kind or a prefix (``integrity.*``); ``since`` keeps alerts
+        raised *or seen again* at or after that moment, so a recurring problem is not missed.
+        """
+        self._access.authorize(principal, ALERT_READ_PERMISSION, actor=actor)
+        scope = Alert.org_id == principal.org_id
+        return self._page([scope], status, severity, kind, since, limit, offset)
+
+    def get_alert(
+        self, principal: Principal, alert_id: str, actor: Actor | None = None
+    ) -> AlertDetail:
+        """One of the caller's organisation's alerts with its deliveries.
+
+        Another organisation's alert, a platform-wide one and a missing id all answer "alert not
+        found", and each refusal is audited the same way.
+        """
+        actor = actor or principal.actor()
+        with (
+            self._access.guard(
+                actor, ALERT_READ_PERMISSION, object_type="alert", object_id=alert_id
+            ),
+            self._db.read() as session,
+        ):
+            require(principal, ALERT_READ_PERMISSION)
+            alert = _find(session, alert_id)
+            require(
+                principal,
+                ALERT_READ_PERMISSION,
+                Resource(type="alert", id=alert.id, org_id=alert.org_id or ""),
+            )
+            return AlertDetail(alert, _deliveries(session, alert.id))
+
+    def operator_alerts(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        severity: str | Sequence[str] | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        org_id: str | None = None,
+        platform_only: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[Alert]:
-        """The caller's organisation's alerts, newest first (denials are audited)."""
-        self._access.authorize(principal, ALERT_READ_PERMISSION)
-        return self._list(status=status, org_id=principal.org_id, limit=limit, offset=offset)
-
-    def operator_alerts(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[Alert]:
         """Every alert, platform-wide ones included: for the instance operator (CLI) only."""
-        return self._list(status=status, org_id=None, everyone=True, limit=limit, offset=offset)
+        return self.operator_page(
+            status=status,
+            severity=severity,
+            kind=kind,
+            since=since,
+            org_id=org_id,
+            platform_only=platform_only,
+            limit=limit,
+            offset=offset,
+        ).items
 
-    def _list(
+    def operator_page(
         self,
         *,
-        status: str | None,
-        org_id: str | None,
+        status: str | Sequence[str] | None = None,
+        severity: str | Sequence[str] | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        org_id: str | None = None,
+        platform_only: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AlertPage:
+        """For the operator: everyone's alerts, one organisation's (``org_id``) or only the
+        platform-wide ones (``platform_only``); the filters are those of :meth:`alert_page`."""
+        if org_id is not None and platform_only:
+            raise InvalidInputError("choose one organisation or the platform-wide alerts")
+        scope: list[ColumnElement[bool]] = []
+        if org_id is not None:
+            scope.append(Alert.org_id == org_id)
+        elif platform_only:
+            scope.append(Alert.org_id.is_(None))
+        return self._page(scope, status, severity, kind, since, limit, offset)
+
+    def operator_get(self, alert_id: str) -> AlertDetail:
+        """Any alert with its deliveries, for the instance operator (CLI) only."""
+        with self._db.read() as session:
+            alert = _find(session, alert_id)
+            return AlertDetail(alert, _deliveries(session, alert.id))
+
+    def _page(
+        self,
+        scope: list[ColumnElement[bool]],
+        status: str | Sequence[str] | None,
+        severity: str | Sequence[str] | None,
+        kind: str | None,
+        since: datetime | None,
         limit: int,
         offset: int,
-        everyone: bool = False,
-    ) -> list[Alert]:
-        if status is not None and status not in ALERT_STATUSES:
-            raise InvalidInputError(f"status must be one of {', '.join(ALERT_STATUSES)}")
-        if not 1 <= limit <= 500 or offset < 0:
-            raise InvalidInputError("limit must be 1..500 and offset >= 0")
-        query = select(Alert)
-        if not everyone:
-            query = query.where(Alert.org_id == org_id)
+    ) -> AlertPage:
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidInputError(f"limit must be 1..{MAX_PAGE} and offset >= 0")
+        where = [*scope, *_filters(status, severity, kind, since)]
+        listing = (
+            select(Alert)
+            .where(*where)
+            .order_by(Alert.created_at.desc(), Alert.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        counting = select(func.count()).select_from(Alert).where(*where)
+        with self._db.read() as session:
+            items = list(session.execute(listing).scalars())
+            return AlertPage(items, session.execute(counting).scalar_one())
+
+    def operator_deliveries(
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        status: str | None = None,
+        limit: int = 200,
+    ) -> list[AlertDelivery]:
+        """The notification outbox for the operator: given deliveries, or those in ``status``,
+        soonest next attempt first."""
+        if status is not None and status not in DELIVERY_STATUSES:
+            raise InvalidInputError(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"limit must be 1..{MAX_PAGE}")
+        query = select(AlertDelivery)
+        if ids is not None:
+            query = query.where(AlertDelivery.id.in_(list(ids)))
         if status is not None:
-            query = query.where(Alert.status == status)
-        query = query.order_by(Alert.created_at.desc(), Alert.id).limit(limit).offset(offset)
+            query = query.where(AlertDelivery.status == status)
+        query = query.order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit)
         with self._db.read() as session:
             return list(session.execute(query).scalars())
+
+    def unconfigured_endpoints(self) -> list[str]:
+        """Endpoints that pending deliveries name but this process has no configuration for.
+
+        :meth:`deliver_pending` gives such deliveries up for good, which is right in the server
+        (its configuration is the truth) but wrong in a shell that merely lacks the settings:
+        the CLI checks this first and refuses.
+        """
+        with self._db.read() as session:
+            named = session.execute(
+                select(AlertDelivery.endpoint).where(AlertDelivery.status == "pending").distinct()
+            ).scalars()
+            return sorted(set(named) - set(self._webhooks))
 
     # -- handling ----------------------------------------------------------------------------
 
@@ -335,13 +523,23 @@ class AlertService:
         """Closed: if the problem is detected again, a new alert opens."""
         return self._handle(principal, alert_id, "resolved", note, actor)
 
-    def operator_acknowledge(self, actor: Actor, alert_id: str, note: str | None = None) -> Alert:
+    def operator_acknowledge(
+        self, actor: Actor, alert_id: str, note: str | None = None, *, org_id: str | None = None
+    ) -> Alert:
+        """The operator acknowledges a platform-wide alert, or (``org_id``) that organisation's."""
         with self._db.write() as session:
-            return self._transition(session, actor, alert_id, "acknowledged", note, None)
+            return self._transition(
+                session, actor, alert_id, "acknowledged", note, None, operator_org=org_id
+            )
 
-    def operator_resolve(self, actor: Actor, alert_id: str, note: str | None = None) -> Alert:
+    def operator_resolve(
+        self, actor: Actor, alert_id: str, note: str | None = None, *, org_id: str | None = None
+    ) -> Alert:
+        """The operator resolves a platform-wide alert, or (``org_id``) that organisation's."""
         with self._db.write() as session:
-            return self._transition(session, actor, alert_id, "resolved", note, None)
+            return self._transition(
+                session, actor, alert_id, "resolved", note, None, operator_org=org_id
+            )
 
     def _handle(
         self,
@@ -368,6 +566,8 @@ class AlertService:
         target: str,
         note: str | None,
         principal: Principal | None,
+        *,
+        operator_org: str | None = None,
     ) -> Alert:
         alert = session.execute(
             select(Alert).where(Alert.id == alert_id).with_for_update()
@@ -381,6 +581,8 @@ class AlertService:
                 ALERT_MANAGE_PERMISSION,
                 Resource(type="alert", id=alert.id, org_id=alert.org_id or ""),
             )
+        elif alert.org_id != operator_org:
+            raise AlertScopeError(_scope_problem(alert, operator_org), alert.org_id)
         if alert.status == "resolved" or alert.status == target:
             raise ConflictError(f"the alert is already {alert.status}")
         note = (note or "").strip()[:MAX_NOTE] or None
@@ -427,6 +629,7 @@ class AlertService:
             claimed = self._claim(delivery_id, attempts, now)
             if claimed is None:
                 continue
+            stats.attempted.append(delivery_id)
             endpoint_name, payload = claimed
             endpoint = self._webhooks.get(endpoint_name)
             if endpoint is None:
@@ -530,3 +733,72 @@ class AlertService:
                     "error": row.last_error,
                 },
             )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _find(session: Session, alert_id: str) -> Alert:
+    alert = (
+        session.get(Alert, alert_id)
+        if isinstance(alert_id, str) and 0 < len(alert_id) <= MAX_ID
+        else None
+    )
+    if alert is None:
+        raise NotFoundError("alert not found")
+    return alert
+
+
+def _deliveries(session: Session, alert_id: str) -> list[AlertDelivery]:
+    return list(
+        session.execute(
+            select(AlertDelivery)
+            .where(AlertDelivery.alert_id == alert_id)
+            .order_by(AlertDelivery.created_at, AlertDelivery.endpoint)
+        ).scalars()
+    )
+
+
+def _choices(value: str | Sequence[str] | None, allowed: tuple[str, ...], name: str) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value or [])
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise InvalidInputError(f"{name} must be one of {', '.join(allowed)}")
+    return values
+
+
+def _filters(
+    status: str | Sequence[str] | None,
+    severity: str | Sequence[str] | None,
+    kind: str | None,
+    since: datetime | None,
+) -> list[ColumnElement[bool]]:
+    """SQL conditions for the listing filters; bad values are refused, never ignored."""
+    where: list[ColumnElement[bool]] = []
+    if statuses := _choices(status, ALERT_STATUSES, "status"):
+        where.append(Alert.status.in_(statuses))
+    if severities := _choices(severity, SEVERITIES, "severity"):
+        where.append(Alert.severity.in_(severities))
+    if kind is not None:
+        if KIND_PREFIX.fullmatch(kind):
+            where.append(Alert.kind.startswith(kind[:-1], autoescape=True))
+        elif len(kind) <= 64 and KIND.fullmatch(kind):
+            where.append(Alert.kind == kind)
+        else:
+            raise InvalidInputError(
+                "kind is an alert kind (integrity.blob-missing) or a prefix (integrity.*)"
+            )
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInputError("since needs a time zone, e.g. 2030-01-01T00:00:00Z")
+        where.append(Alert.last_seen_at >= since)
+    return where
+
+
+def _scope_problem(alert: Alert, named: str | None) -> str:
+    if alert.org_id is None:
+        return f"alert {alert.id} is platform-wide, not organisation {named}'s"
+    return (
+        f"alert {alert.id} belongs to organisation {alert.org_id}; handling it needs that "
+        "organisation named explicitly"
+    )

@@ -32,8 +32,10 @@ from pactvault.store import (
     identity_models,  # noqa: F401  (registers the identity tables)
     ledger_models,  # noqa: F401  (registers the ledger tables)
     ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
+    mfa_models,  # noqa: F401  (registers second factors, one-time codes, step-up challenges)
     monitor_models,  # noqa: F401  (registers alerts, deliveries and job leases)
     realname_models,  # noqa: F401  (registers real-name, personal data)
+    witness_models,  # noqa: F401  (registers witness keys, witnessed logs, cosignatures)
 )
 from pactvault.store.base import Base, UTCDateTime, utcnow
 from pactvault.store.key_models import KeyEncryptionKey, SigningKey
@@ -160,6 +162,11 @@ class Signer(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     organisation: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The signer's mobile number for SMS signing codes: a personal_data row (encrypted, masked).
+    phone_field_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The weakest identity check this signer's certificate may rest on (realname.providers
+    # ASSURANCE_LEVELS): "basic" = control of the invited address, proven by the step-up code.
+    required_assurance: Mapped[str] = mapped_column(String(32), default="basic")
     routing_order: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(32), default="pending")
     field_name: Mapped[str] = mapped_column(String(100))
@@ -221,6 +228,10 @@ class Signature(Base):
     timestamp_token_sha256: Mapped[str] = mapped_column(String(64))
     certification: Mapped[bool] = mapped_column(Boolean, default=False)
     locks_document: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "Real intention" evidence: the step-up proof (canonical JSON) spent on this signature, and
+    # its SHA-256, which the signature's ledger leaf and audit entry also carry.
+    stepup_proof: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stepup_proof_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

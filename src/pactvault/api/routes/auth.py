@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from pactvault.api.deps import (
+    ENROLMENT_HEADER,
     PUBLIC,
     SESSION_COOKIE,
     AnyCaller,
@@ -18,14 +19,18 @@ from pactvault.api.deps import (
     client_actor,
 )
 from pactvault.api.identity_schemas import (
+    CodeSentOut,
+    LoginCodeIn,
     LoginIn,
+    LoginOut,
     MeOut,
     PasswordChangeIn,
     RevokedOut,
+    SecondFactorIn,
     SessionInfoOut,
-    SessionOut,
 )
-from pactvault.errors import PermissionDeniedError
+from pactvault.errors import AuthenticationError, PermissionDeniedError
+from pactvault.identity.login import MfaEnrolmentRequired, MfaRequired
 from pactvault.identity.sessions import IssuedSession
 from pactvault.platform import Platform
 
@@ -55,20 +60,72 @@ def clear_session_cookie(response: Response, platform: Platform) -> None:
     )
 
 
-@router.post("/login", response_model=SessionOut, dependencies=[PUBLIC])
-def login(body: LoginIn, request: Request, response: Response, platform: PlatformDep) -> SessionOut:
-    """Sign in with email and password; the session cookie comes back ``HttpOnly``."""
-    issued = platform.login.login(
-        body.email, body.password, client_actor(request), org_id=body.organisation_id
-    )
+def _signed_in(response: Response, platform: Platform, issued: IssuedSession) -> LoginOut:
     set_session_cookie(response, platform, issued)
-    return SessionOut(
+    return LoginOut(
+        status="signed-in",
         user_id=issued.user_id,
         org_id=issued.org_id,
         session_id=issued.session_id,
         expires_at=issued.expires_at,
         csrf_token=issued.csrf_token,
     )
+
+
+@router.post("/login", response_model=LoginOut, dependencies=[PUBLIC])
+def login(body: LoginIn, request: Request, response: Response, platform: PlatformDep) -> LoginOut:
+    """Sign in with email and password. Either the session starts (cookie ``HttpOnly``), or a
+    second step is due: a second factor (``mfa-required``) or, when the organisation requires
+    MFA and the member has none, enrolling one (``mfa-enrolment-required``)."""
+    outcome = platform.login.login(
+        body.email, body.password, client_actor(request), org_id=body.organisation_id
+    )
+    if isinstance(outcome, MfaRequired):
+        return LoginOut(
+            status="mfa-required",
+            challenge=outcome.challenge,
+            methods=outcome.methods,
+            expires_at=outcome.expires_at,
+            passkey_options=outcome.passkey_options,
+        )
+    if isinstance(outcome, MfaEnrolmentRequired):
+        return LoginOut(
+            status="mfa-enrolment-required",
+            user_id=outcome.user_id,
+            org_id=outcome.org_id,
+            expires_at=outcome.expires_at,
+            methods=outcome.methods,
+            enrolment_token=outcome.enrolment_token,
+        )
+    return _signed_in(response, platform, outcome)
+
+
+@router.post("/mfa/code", response_model=CodeSentOut, dependencies=[PUBLIC])
+def send_login_code(body: LoginCodeIn, request: Request, platform: PlatformDep) -> CodeSentOut:
+    """Email or text a one-time code for this sign-in (at most a few per challenge)."""
+    sent = platform.login.send_login_code(body.challenge, body.channel, client_actor(request))
+    return CodeSentOut(channel=sent.channel, destination=sent.destination)
+
+
+@router.post("/mfa", response_model=LoginOut, dependencies=[PUBLIC])
+def complete_mfa(
+    body: SecondFactorIn, request: Request, response: Response, platform: PlatformDep
+) -> LoginOut:
+    """Finish a sign-in with the second factor; the session cookie comes back."""
+    issued = platform.login.complete_mfa(
+        body.challenge, body.method, body.response, client_actor(request)
+    )
+    return _signed_in(response, platform, issued)
+
+
+@router.post("/mfa/enrolment/finish", response_model=LoginOut, dependencies=[PUBLIC])
+def finish_enrolment(request: Request, response: Response, platform: PlatformDep) -> LoginOut:
+    """After enrolling a factor with ``X-Enrolment-Token``: spend the grant, start the session."""
+    token = request.headers.get(ENROLMENT_HEADER)
+    if not token:
+        raise AuthenticationError(f"send the enrolment token in {ENROLMENT_HEADER}")
+    issued = platform.login.finish_enrolment(token, client_actor(request))
+    return _signed_in(response, platform, issued)
 
 
 def _session_only(who: AnyCaller, platform: Platform, action: str) -> str:
@@ -134,6 +191,7 @@ def change_password(body: PasswordChangeIn, who: AnyCaller, platform: PlatformDe
         who.principal,
         body.current_password,
         body.new_password,
-        has_second_factor=False,
+        has_second_factor=who.principal.user_id is not None
+        and platform.mfa.has_second_factor(who.principal.user_id),
         actor=who.actor,
     )

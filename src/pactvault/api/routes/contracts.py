@@ -91,6 +91,8 @@ async def create_contract(
                 routing_order=s.routing_order,
                 page=s.page,
                 box=s.box,
+                phone=s.phone,
+                required_assurance=s.required_assurance,
             )
             for s in meta.signers
         ],

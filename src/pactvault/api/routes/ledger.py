@@ -2,7 +2,8 @@
 
 Everything here is hashes (the ledger holds no content or personal data), so nothing needs
 authentication — monitors, witnesses and auditors fetch it like CRLs. ``/ledger/checkpoint`` is
-the log's stable checkpoint URL (a C2SP signed note, text/plain); the rest is JSON with base64
+the log's stable checkpoint URL (a C2SP signed note, text/plain, carrying the cosignature lines
+of the witnesses that cosigned it — c2sp.org/tlog-cosignature); the rest is JSON with base64
 hashes. Proofs default to the latest published checkpoint's tree size, so what a client gets
 verifies against the root it can see signed.
 """
@@ -35,7 +36,7 @@ LedgerDep = Annotated[LedgerService, Depends(get_ledger)]
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
 def checkpoint(ledger: LedgerDep) -> PlainTextResponse:
-    """The latest signed checkpoint (C2SP tlog-checkpoint), as published."""
+    """The latest signed checkpoint (C2SP tlog-checkpoint), with its witness cosignatures."""
     latest = ledger.latest_checkpoint()
     if latest is None:
         raise NotFoundError("no checkpoint has been published yet")

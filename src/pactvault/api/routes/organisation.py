@@ -158,6 +158,8 @@ def audit_journal(
     if action:
         query = query.where(AuditEvent.action == action)
     if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInputError("since must include a time zone, e.g. 2026-11-22T08:00:00Z")
         query = query.where(AuditEvent.occurred_at >= since)
     with platform.db.read() as session:
         rows = session.execute(query.order_by(AuditEvent.seq).limit(limit)).scalars().all()

@@ -2,7 +2,7 @@
 
 No outside service is involved, so this works on an air-gapped installation. The subject uploads
 photos of their ID document (PNG/JPEG, validated in ``providers.IdDocument``); the check stays
-``pending`` until an administrator (permission ``member.manage``, clearance to read ID numbers)
+``pending`` until a reviewer (permission ``identity.review``, clearance to read ID numbers)
 approves or rejects it with a comment. The verification service enforces four-eyes: nobody
 reviews their own verification.
 

@@ -1,0 +1,1 @@
+"""Page routes: translate browser requests into service calls and templates, nothing more."""
