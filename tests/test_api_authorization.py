@@ -398,6 +398,10 @@ CASES: dict[tuple[str, str], Builder] = {
     ("POST", "/api/v1/me/mfa/channels"): no_object({"json": {"channel": "email"}}),
     ("POST", "/api/v1/me/mfa/channels/{channel_id}/confirm"): on_channel({"code": "000000"}),
     ("DELETE", "/api/v1/me/mfa/channels/{channel_id}"): on_channel(),
+    ("GET", "/api/v1/org/signing-policy"): no_object(),
+    ("PUT", "/api/v1/org/signing-policy"): no_object(
+        {"json": {"min_signer_assurance": "basic"}}
+    ),
     ("GET", "/api/v1/org/mfa-policy"): no_object(),
     ("PUT", "/api/v1/org/mfa-policy"): no_object({"json": {"require_mfa": False}}),
 }

@@ -299,3 +299,36 @@ def test_basic_signers_get_a_basic_assurance_certificate(
     with platform.db.read() as s:
         der = s.get(Certificate, signature.certificate_serial).der  # type: ignore[union-attr]
     assert certificate_verification(x509.load_der_x509_certificate(der)) == ("basic", None)
+
+
+def test_the_organisation_minimum_applies_to_every_signer(
+    platform: Platform, mailer: MemoryMailer
+) -> None:
+    from pactvault.audit.journal import Actor
+    from pactvault.errors import PermissionDeniedError
+    from pactvault.identity.people import NewAccount
+
+    created = platform.people.create_organisation(
+        Actor(type="system", id="pytest"),
+        "Acme",
+        "owner@acme.test",
+        NewAccount("Olive", "correct horse battery staple 42"),
+    )
+    owner = platform.sessions.authenticate(
+        platform.login.login(
+            "owner@acme.test", "correct horse battery staple 42", SIGNER_CLIENT
+        ).token  # type: ignore[union-attr]
+    )
+    _, _, tokens = sent_contract(platform, mailer, TWO[:1], created.org_id)
+    token = next(iter(tokens.values()))
+    assert platform.signing_policy.minimum(created.org_id) == "basic"
+    platform.signing_policy.set_minimum(owner, "verified-document")
+    # Open contracts included: the basic signer must now verify first.
+    with pytest.raises(PermissionDeniedError, match="verified-document"):
+        platform.contracts.begin_stepup(token, SIGNER_CLIENT, "email")
+    [event] = _actions(platform, "org.signing-policy-changed")
+    assert event.details == {"min_signer_assurance": "verified-document", "previous": "basic"}
+    with pytest.raises(InvalidInputError):
+        platform.signing_policy.set_minimum(owner, "sort-of")
+    platform.signing_policy.set_minimum(owner, "basic")
+    assert platform.contracts.begin_stepup(token, SIGNER_CLIENT, "email").challenge_id

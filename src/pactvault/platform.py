@@ -22,6 +22,7 @@ from pactvault.access.roles import RoleService
 from pactvault.config import Settings
 from pactvault.contracts.approvals import ApprovalService
 from pactvault.contracts.service import ContractService
+from pactvault.contracts.signing_policy import SigningPolicyService
 from pactvault.delivery.sms import FileOutboxSmsSender, SmsSender
 from pactvault.delivery.smtp import SmtpMailer, SmtpSettings
 from pactvault.errors import InvalidInputError, KeyServiceError
@@ -117,6 +118,7 @@ class Platform:
             interval=timedelta(hours=settings.integrity_interval_hours),
         )
         self.approvals = ApprovalService(self.db, self.access)
+        self.signing_policy = SigningPolicyService(self.db, self.access)
         self.personal_data = PersonalDataService(self.db, self.keys, self.access)
         # Built-in real-name verification: an administrator reviews uploaded ID documents.
         # Commercial providers (三要素, bank card, face liveness) plug in as IdentityProviders.

@@ -246,3 +246,16 @@ class MfaPolicyIn(Strict):
 
 class MfaPolicyOut(BaseModel):
     require_mfa: bool
+
+
+Assurance = Literal[
+    "basic", "verified-document", "verified-3-factor", "verified-4-factor", "verified-face"
+]
+
+
+class SigningPolicyIn(Strict):
+    min_signer_assurance: Assurance
+
+
+class SigningPolicyOut(BaseModel):
+    min_signer_assurance: str

@@ -28,6 +28,7 @@ from pactvault.config import Settings
 from pactvault.contracts.access import involving
 from pactvault.contracts.approval_rules import ContractFacts
 from pactvault.contracts.approvals import ApprovalService
+from pactvault.contracts.signing_policy import effective, minimum_in
 from pactvault.contracts.states import (
     OPEN_FOR_SIGNING,
     ContractStateError,
@@ -708,7 +709,7 @@ class ContractService:
                     email=signer.email,
                     organisation=signer.organisation,
                     minimum_assurance=max(
-                        signer.required_assurance, "verified-document", key=assurance_rank
+                        self._required(session, signer), "verified-document", key=assurance_rank
                     ),
                 )
         self._check_assurance(session, signer)
@@ -720,17 +721,23 @@ class ContractService:
             organisation=signer.organisation,
         )
 
+    @staticmethod
+    def _required(session: Session, signer: Signer) -> str:
+        """What this signer must meet: their own requirement or the organisation's minimum."""
+        return effective(signer.required_assurance, minimum_in(session, signer.org_id))
+
     def _check_assurance(self, session: Session, signer: Signer) -> None:
         """Refuse (before any code is sent) a signer who lacks the verification they need."""
-        if signer.required_assurance == "basic":
+        required = self._required(session, signer)
+        if required == "basic":
             return
         held = self._verification.assurance_in(
             session, signer.org_id, Subject.signer(signer.id, signer.email)
         )
-        if held is None or assurance_rank(held) < assurance_rank(signer.required_assurance):
+        if held is None or assurance_rank(held) < assurance_rank(required):
             raise PermissionDeniedError(
                 "this contract asks you to complete real-name verification "
-                f"({signer.required_assurance}) before signing"
+                f"({required}) before signing"
             )
 
     @staticmethod

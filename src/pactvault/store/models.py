@@ -34,6 +34,7 @@ from pactvault.store import (
     ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
     mfa_models,  # noqa: F401  (registers second factors, one-time codes, step-up challenges)
     monitor_models,  # noqa: F401  (registers alerts, deliveries and job leases)
+    policy_models,  # noqa: F401  (registers organisation signing policies)
     realname_models,  # noqa: F401  (registers real-name, personal data)
     witness_models,  # noqa: F401  (registers witness keys, witnessed logs, cosignatures)
 )

@@ -22,6 +22,8 @@ from pactvault.api.identity_schemas import (
     RoleIn,
     RoleOut,
     RoleUpdateIn,
+    SigningPolicyIn,
+    SigningPolicyOut,
     UnlockOut,
 )
 from pactvault.api.schemas import AuditEventOut
@@ -35,6 +37,7 @@ MemberManager = Annotated[Caller, allow("member.manage")]
 Inviter = Annotated[Caller, allow("member.invite")]
 RoleManager = Annotated[Caller, allow("role.manage")]
 AuditReader = Annotated[Caller, allow("audit.read")]
+OrgManager = Annotated[Caller, allow("org.manage")]
 
 
 # -- members -----------------------------------------------------------------------------------
@@ -74,6 +77,27 @@ def remove_member(user_id: str, who: MemberManager, platform: PlatformDep) -> No
 def unlock_member(user_id: str, who: MemberManager, platform: PlatformDep) -> UnlockOut:
     """Lift a member's sign-in lockout before it expires by itself."""
     return UnlockOut(was_locked=platform.login.unlock_account(who.principal, user_id, who.actor))
+
+
+# -- signing policy ----------------------------------------------------------------------------
+
+
+@router.get("/signing-policy", response_model=SigningPolicyOut)
+def get_signing_policy(who: MemberReader, platform: PlatformDep) -> SigningPolicyOut:
+    """The weakest identity check any signer of the organisation's contracts may rest on."""
+    return SigningPolicyOut(min_signer_assurance=platform.signing_policy.minimum(who.org_id))
+
+
+@router.put("/signing-policy", response_model=SigningPolicyOut)
+def set_signing_policy(
+    body: SigningPolicyIn, who: OrgManager, platform: PlatformDep
+) -> SigningPolicyOut:
+    """Raise (or lower) the minimum for every signer, open contracts included: e.g.
+    ``verified-document`` makes every signer pass real-name verification (实名认证) first."""
+    minimum = platform.signing_policy.set_minimum(
+        who.principal, body.min_signer_assurance, who.actor
+    )
+    return SigningPolicyOut(min_signer_assurance=minimum)
 
 
 # -- invitations -------------------------------------------------------------------------------
