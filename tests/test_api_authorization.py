@@ -327,6 +327,7 @@ CASES: dict[tuple[str, str], Builder] = {
     ("GET", "/api/v1/contracts/{contract_id}"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/send"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/void"): on_contract({"reason": "matrix"}),
+    ("POST", "/api/v1/contracts/{contract_id}/remind"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/document"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/audit"): on_contract(),
     ("GET", "/api/v1/org/members"): no_object(),
@@ -360,6 +361,7 @@ CASES: dict[tuple[str, str], Builder] = {
         {"json": {"current_password": "not-the-password", "new_password": "x" * 20}}
     ),
     ("POST", "/api/v1/auth/logout"): no_object(),
+    ("POST", "/api/v1/auth/reauthenticate"): no_object({"json": {"password": PASSWORD}}),
     ("GET", "/api/v1/tokens"): no_object(),
     ("POST", "/api/v1/tokens"): no_object(
         {"json": {"name": "matrix", "scopes": ["contract.read.own"]}}

@@ -357,3 +357,68 @@ def test_a_signer_with_an_account_signs_with_a_passkey_bound_to_the_document(
 
     finally:
         platform.close()
+
+
+def test_factor_and_token_changes_need_a_recent_password(
+    client: TestClient, platform: Platform
+) -> None:
+    """A session cookie stolen an hour ago must not add the thief's own factor or token."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from pactvault.store.identity_models import UserSession
+    from pactvault.store.models import AuditEvent
+
+    signed_in = login(client)
+    csrf = {CSRF_HEADER: signed_in["csrf_token"]}
+    with platform.db.write() as s:
+        s.execute(
+            update(UserSession)
+            .where(UserSession.id == signed_in["session_id"])
+            .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    for method, path, body in (
+        ("POST", "/api/v1/me/mfa/totp", None),
+        ("POST", "/api/v1/me/mfa/channels", {"channel": "email"}),
+        ("POST", "/api/v1/tokens", {"name": "late", "scopes": ["contract.read.own"]}),
+    ):
+        refused = client.request(method, path, json=body, headers=csrf)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["type"].endswith("/reauthentication-required")
+    with platform.db.read() as s:
+        denials = (
+            s.execute(select(AuditEvent).where(AuditEvent.action == "access.denied"))
+            .scalars()
+            .all()
+        )
+    assert len(denials) >= 3, "every refusal is audited"
+
+    wrong = client.post("/api/v1/auth/reauthenticate", json={"password": "nope"}, headers=csrf)
+    assert wrong.status_code == 401
+    again = client.post("/api/v1/auth/reauthenticate", json={"password": PASSWORD}, headers=csrf)
+    assert again.status_code == 204, again.text
+    assert client.post("/api/v1/me/mfa/totp", headers=csrf).status_code == 201
+    token = client.post(
+        "/api/v1/tokens", json={"name": "now", "scopes": ["contract.read.own"]}, headers=csrf
+    )
+    assert token.status_code == 201, token.text
+
+
+def test_confirming_the_password_is_throttled_like_a_sign_in(client: TestClient) -> None:
+    csrf = {CSRF_HEADER: login(client)["csrf_token"]}
+    answers = [
+        client.post("/api/v1/auth/reauthenticate", json={"password": f"guess-{i}"}, headers=csrf)
+        for i in range(12)
+    ]
+    statuses = [a.status_code for a in answers]
+    assert statuses[0] == 401 and 429 in statuses, statuses
+    throttled = answers[statuses.index(429)]
+    assert int(throttled.headers["Retry-After"]) > 0
+    # Changing the password is the same oracle, throttled the same way.
+    changed = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": "guess", "new_password": "x" * 20},
+        headers=csrf,
+    )
+    assert changed.status_code == 429

@@ -504,3 +504,34 @@ def test_setup_creates_the_organisation_and_invites_its_owner(tmp_path: Path) ->
             )
             web.sign_in("o@first.test")
             assert "Owner" in web.get("/home").text and "First Ltd" in web.page
+
+
+def test_an_old_session_confirms_the_password_before_changing_factors(
+    site: Instance, web: Visitor
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from pactvault.store.identity_models import UserSession
+
+    site.organisation("reauth@acme.test")
+    assert web.sign_in("reauth@acme.test").status_code in (200, 303)
+    with site.platform.db.write() as s:
+        s.execute(
+            update(UserSession)
+            .where(UserSession.user_id == user_id(site, "reauth@acme.test"))
+            .values(created_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+    page = web.get("/account/security").text
+    assert 'action="/account/confirm-password"' in page
+    refused = web.post("/account/security/totp")
+    assert refused.status_code == 403
+    assert "confirm your password" in unescape(refused.text)
+    wrong = web.post("/account/confirm-password", {"password": "not it"})
+    assert wrong.status_code == 401
+    confirmed = web.post("/account/confirm-password", {"password": PASSWORD})
+    assert confirmed.status_code in (200, 303)
+    assert 'action="/account/confirm-password"' not in web.get("/account/security").text
+    secret, codes = add_totp(web)
+    assert secret and len(codes) == 10

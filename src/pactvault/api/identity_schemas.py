@@ -259,3 +259,7 @@ class SigningPolicyIn(Strict):
 
 class SigningPolicyOut(BaseModel):
     min_signer_assurance: str
+
+
+class ReauthenticateIn(Strict):
+    password: str = Field(min_length=1, max_length=1024)

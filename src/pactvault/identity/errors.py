@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pactvault.errors import AuthenticationError, InvalidInputError, PactvaultError
+from pactvault.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    PactvaultError,
+    PermissionDeniedError,
+)
 
 #: The one message every failed password login gets, whatever the cause, so that an attacker
 #: learns nothing about which emails have accounts (ASVS 5 V6.3.8, NIST SP 800-63B).
@@ -12,6 +17,21 @@ LOGIN_FAILED = "the email address or password is incorrect"
 class LoginFailedError(AuthenticationError):
     def __init__(self) -> None:
         super().__init__(LOGIN_FAILED)
+
+
+class ReauthenticationRequiredError(PermissionDeniedError):
+    """A sensitive account change needs the password confirmed again in this session ("sudo
+    mode"): a stolen, older session must not be able to add its own second factor or token."""
+
+    slug = "reauthentication-required"
+    title = "Confirm your password"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "confirm your password first (POST /api/v1/auth/reauthenticate): this change needs a "
+            "recent sign-in"
+        )
 
 
 class TooManyAttemptsError(PactvaultError):

@@ -543,16 +543,8 @@ class LoginService:
         actor: Actor | None = None,
     ) -> None:
         """Change one's own password (proving the current one); other sessions are ended."""
-        if principal.user_id is None:
-            raise InvalidInputError("this needs a signed-in user, not an API token")
         actor = actor or principal.actor()
-        with self._db.read() as s:
-            user = s.get(User, principal.user_id)
-            assert user is not None
-            context = (user.email, user.display_name)
-            stored = user.password_hash
-        if not self._hasher.verify(stored, current or ""):
-            raise LoginFailedError()
+        context = self._confirm_password(principal, current, actor, "user.password-change")
         password = self._policy.check(new, has_second_factor=has_second_factor, context=context)
         new_hash = self._hasher.hash(password)
         with self._db.write() as s:
@@ -569,6 +561,65 @@ class LoginService:
                 object_id=user.id,
                 details={"sessions_ended": ended},
             )
+
+    def reauthenticate(
+        self, principal: Principal, password: str, actor: Actor | None = None
+    ) -> None:
+        """Prove the password again in this session ("sudo mode", ``identity.recent``)."""
+        if principal.session_id is None:
+            raise InvalidInputError("only a signed-in session can re-authenticate")
+        actor = actor or principal.actor()
+        self._confirm_password(principal, password, actor, "session.reauthenticate")
+        with self._db.write() as s:
+            self._sessions.mark_reauthenticated(s, principal.session_id, self._clock())
+            record(
+                s,
+                actor,
+                "session.reauthenticated",
+                object_type="session",
+                object_id=principal.session_id,
+            )
+
+    def _confirm_password(
+        self, principal: Principal, password: str, actor: Actor, action: str
+    ) -> tuple[str, str]:
+        """Check the signed-in user's password, throttled and audited like a sign-in: a stolen
+        session must not become a password-guessing oracle. Returns (email, display name)."""
+        if principal.user_id is None:
+            raise InvalidInputError("this needs a signed-in user, not an API token")
+        with self._db.write() as s:
+            user = s.get(User, principal.user_id)
+            assert user is not None
+            acct, addr = account_key(user.email), ip_key(actor.ip)
+            wait = self._throttler.reserve(
+                s,
+                [
+                    (acct, self.throttle_policy.account_max_failures),
+                    (addr, self.throttle_policy.ip_max_failures),
+                ],
+            )
+            if wait is not None:
+                record(s, actor, f"{action}-throttled", details={"retry_after": wait})
+            context, stored = (user.email, user.display_name), user.password_hash
+        if wait is not None:
+            raise TooManyAttemptsError(wait)
+        too_long = len(password or "") > MAX_LOGIN_INPUT
+        matched = self._hasher.verify(stored, "" if too_long else (password or ""))
+        with self._db.write() as s:
+            if matched:
+                self._throttler.succeeded(s, acct, addr)
+            else:
+                record(
+                    s,
+                    actor,
+                    f"{action}-failed",
+                    object_type="user",
+                    object_id=principal.user_id,
+                    details={"reason": "wrong-password"},
+                )
+        if not matched:
+            raise LoginFailedError()
+        return context
 
     def unlock_account(
         self, principal: Principal, user_id: str, actor: Actor | None = None

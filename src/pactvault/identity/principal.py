@@ -8,6 +8,7 @@ role, so demoting a member takes effect on their next request, tokens included.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pactvault.audit.journal import Actor
 
@@ -25,6 +26,8 @@ class Principal:
     permissions: frozenset[str] = field(default_factory=frozenset)
     #: Highest classification level readable in clear (分类分级); see access.decision.
     clearance: str = "internal"
+    #: Sessions only: when the password was last proven (sign-in or re-authentication).
+    authenticated_at: datetime | None = None
 
     @property
     def kind(self) -> str:

@@ -137,6 +137,15 @@ class SessionService:
             role=member.role,
             permissions=member.permissions,
             clearance=member.clearance,
+            authenticated_at=max(row.created_at, row.reauthenticated_at or row.created_at),
+        )
+
+    def mark_reauthenticated(self, s: Session, session_id: str, now: datetime) -> None:
+        """Record, in the caller's transaction, that the session just proved the password."""
+        s.execute(
+            update(UserSession)
+            .where(UserSession.id == session_id, UserSession.revoked_at.is_(None))
+            .values(reauthenticated_at=now)
         )
 
     def _live(self, row: UserSession, now: datetime) -> bool:

@@ -24,8 +24,10 @@ from pactvault.access.decision import AccessControl
 from pactvault.access.permissions import is_known, legacy_permissions
 from pactvault.audit.journal import Actor, record
 from pactvault.errors import AuthenticationError, InvalidInputError, NotFoundError
+from pactvault.identity.errors import ReauthenticationRequiredError
 from pactvault.identity.members import active_member
 from pactvault.identity.principal import Principal
+from pactvault.identity.recent import require_recent_authentication
 from pactvault.store.db import Database
 from pactvault.store.identity_models import ApiTokenOwner
 from pactvault.store.models import ApiToken, Organisation, SetupToken
@@ -225,6 +227,14 @@ class TokenService:
         """
         if principal.user_id is None or principal.session_id is None:
             raise AuthenticationError("sign in to create a personal API token")
+        # A token outlives the session: minting one needs the password proven lately.
+        try:
+            require_recent_authentication(principal, datetime.now(UTC))
+        except ReauthenticationRequiredError as refused:
+            self._access.record_denial(
+                actor or principal.actor(), "token.create", refused, object_type="api-token"
+            )
+            raise
         chosen = set(permissions)
         unknown = sorted(p for p in chosen if not is_known(p))
         if unknown or not chosen:

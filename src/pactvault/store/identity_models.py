@@ -101,6 +101,8 @@ class UserSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # absolute limit
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The password proven again in this session ("sudo mode", ``identity.recent``).
+    reauthenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(400), nullable=True)
 

@@ -21,7 +21,12 @@ from pactvault.errors import (
     PermissionDeniedError,
     VerificationError,
 )
-from pactvault.identity.errors import LoginFailedError, PasswordRejectedError, TooManyAttemptsError
+from pactvault.identity.errors import (
+    LoginFailedError,
+    PasswordRejectedError,
+    ReauthenticationRequiredError,
+    TooManyAttemptsError,
+)
 from pactvault.identity.mfa.errors import ChallengeGoneError, SecondFactorError
 from pactvault.identity.mfa.grants import INVALID_GRANT
 from pactvault.identity.people import INVALID_INVITATION
@@ -56,6 +61,7 @@ KNOWN_DETAILS = {
 
 _BY_CLASS: tuple[tuple[type[BaseException], str], ...] = (
     (LoginFailedError, "errors.login_failed"),
+    (ReauthenticationRequiredError, "errors.reauthenticate"),
     (SecondFactorError, "errors.second_factor"),
     (ChallengeGoneError, "errors.challenge_gone"),
     (PayloadTooLargeError, "errors.too_large"),

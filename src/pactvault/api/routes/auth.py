@@ -25,6 +25,7 @@ from pactvault.api.identity_schemas import (
     LoginOut,
     MeOut,
     PasswordChangeIn,
+    ReauthenticateIn,
     RevokedOut,
     SecondFactorIn,
     SessionInfoOut,
@@ -181,6 +182,14 @@ def sign_out_everywhere(who: AnyCaller, platform: PlatformDep) -> RevokedOut:
     _session_only(who, platform, "session.revoke-all")
     count = platform.sessions.sign_out_everywhere(who.principal, who.actor, keep_current=True)
     return RevokedOut(revoked=count)
+
+
+@router.post("/reauthenticate", status_code=204)
+def reauthenticate(body: ReauthenticateIn, who: AnyCaller, platform: PlatformDep) -> None:
+    """Confirm the password again ("sudo mode"): adding or removing second factors and minting
+    API tokens need a password proven in the last 20 minutes. Throttled like a sign-in."""
+    _session_only(who, platform, "session.reauthenticate")
+    platform.login.reauthenticate(who.principal, body.password, who.actor)
 
 
 @router.post("/password", status_code=204)

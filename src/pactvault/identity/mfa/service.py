@@ -56,6 +56,7 @@ from pactvault.identity.mfa.recovery import RecoveryCodes
 from pactvault.identity.mfa.throttling import DEFAULT_MFA_THROTTLE, AttemptGuard, subject_key
 from pactvault.identity.mfa.totp_store import TotpFactors, TotpSetup
 from pactvault.identity.principal import Principal
+from pactvault.identity.recent import require_recent_authentication
 from pactvault.identity.throttle import ThrottlePolicy
 from pactvault.keys.service import KeyService
 from pactvault.store.base import utcnow
@@ -532,11 +533,17 @@ class MfaService:
 
     @contextmanager
     def _guarded(self, actor: Actor, action: str, account: Account) -> Iterator[Session]:
-        """A write unit of work whose denials (403/404) are audited after the rollback."""
+        """A write unit of work whose denials (403/404) are audited after the rollback.
+
+        A session must have proven the password recently (``identity.recent``): changing one's
+        factors is what a thief holding an old session cookie would do first.
+        """
         with (
             self._access.guard(actor, action, object_type="user", object_id=account.user_id),
             self._db.write() as s,
         ):
+            if isinstance(account, Principal):
+                require_recent_authentication(account, self._clock())
             yield s
 
     def _reserve(self, s: Session, key: str, actor: Actor, method: str) -> int | None:

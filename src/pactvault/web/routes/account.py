@@ -15,8 +15,11 @@ from starlette.responses import Response
 from pactvault.api.deps import PlatformDep, get_platform
 from pactvault.api.routes.auth import clear_session_cookie
 from pactvault.errors import PactvaultError
-from pactvault.identity.errors import LoginFailedError
+from pactvault.identity.errors import LoginFailedError, ReauthenticationRequiredError
 from pactvault.identity.mfa import channels
+from pactvault.identity.principal import Principal
+from pactvault.identity.recent import require_recent_authentication
+from pactvault.store.base import utcnow
 from pactvault.web.messages import error_message
 from pactvault.web.pages import PageRoute, redirect, render, translator
 from pactvault.web.security import SignedIn
@@ -48,11 +51,20 @@ def render_security(
             "channel_ids": channel_ids,
             "sessions": platform.sessions.list_sessions(principal),
             "channels_available": sorted(platform.mfa.senders),
+            "needs_reauth": _needs_reauth(principal),
             "error": error,
         },
         status=status,
         headers=headers,
     )
+
+
+def _needs_reauth(principal: Principal) -> bool:
+    try:
+        require_recent_authentication(principal, utcnow())
+    except ReauthenticationRequiredError:
+        return True
+    return False
 
 
 def _failed(request: Request, exc: PactvaultError) -> Response:
@@ -142,6 +154,21 @@ def sign_out_everywhere(request: Request, who: SignedIn, platform: PlatformDep) 
 
 
 # -- password -------------------------------------------------------------------------------------
+
+
+@router.post("/account/confirm-password")
+def confirm_password(
+    request: Request, who: SignedIn, platform: PlatformDep, password: PasswordField
+) -> Response:
+    """Prove the password again ("sudo mode") before changing factors or minting tokens."""
+    try:
+        platform.login.reauthenticate(who.principal, password, who.actor)
+    except LoginFailedError:
+        t = translator(request)
+        return render_security(request, error=t("errors.current_password"), status=401)
+    except PactvaultError as exc:
+        return _failed(request, exc)
+    return redirect(request, SECURITY, flash="flash.password_confirmed")
 
 
 @router.post("/account/password")
