@@ -327,7 +327,6 @@ CASES: dict[tuple[str, str], Builder] = {
     ("GET", "/api/v1/contracts/{contract_id}"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/send"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/void"): on_contract({"reason": "matrix"}),
-    ("POST", "/api/v1/contracts/{contract_id}/remind"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/document"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/audit"): on_contract(),
     ("GET", "/api/v1/org/members"): no_object(),
