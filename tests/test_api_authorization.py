@@ -241,6 +241,33 @@ def on_alert(body: dict[str, object] | None = None) -> Builder:
     return build
 
 
+def on_monitor_rule(body: dict[str, object] | None = None) -> Builder:
+    """An organisation-level detection rule for own/other; for foreign, a platform-wide rule:
+    the operator's, which an organisation's administrator cannot see or tune (404)."""
+
+    def build(w: World, role: str, relation: str) -> tuple[dict[str, str], dict[str, object]]:
+        rule = "password-spraying" if relation == "foreign" else "mass-download"
+        return {"rule": rule}, ({"json": body} if body else {})
+
+    return build
+
+
+def on_monitor_response(
+    w: World, role: str, relation: str
+) -> tuple[dict[str, str], dict[str, object]]:
+    """A fresh automatic response (a slow-down of a made-up user): org A's, or org B's."""
+    from pactvault.monitor.responses import Planned
+
+    (made,) = w.platform.monitor.responses.apply(
+        [Planned("slow-down", "user", w.fresh("nobody-"))],
+        rule="manual",
+        org_id=w.org_b if relation == "foreign" else w.org_a,
+        minutes=30,
+        reason="matrix",
+    )
+    return {"response_id": made.id}, {}
+
+
 def _mfa_target(w: World, role: str, relation: str) -> str:
     """Whose factor a call names: the caller, another member of org A, a member of org B.
 
@@ -327,6 +354,7 @@ CASES: dict[tuple[str, str], Builder] = {
     ("GET", "/api/v1/contracts/{contract_id}"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/send"): on_contract(),
     ("POST", "/api/v1/contracts/{contract_id}/void"): on_contract({"reason": "matrix"}),
+    ("POST", "/api/v1/contracts/{contract_id}/remind"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/document"): on_contract(),
     ("GET", "/api/v1/contracts/{contract_id}/audit"): on_contract(),
     ("GET", "/api/v1/org/members"): no_object(),
@@ -404,6 +432,17 @@ CASES: dict[tuple[str, str], Builder] = {
         {"json": {"min_signer_assurance": "basic"}}
     ),
     ("GET", "/api/v1/org/mfa-policy"): no_object(),
+    # Security monitoring: detection rules, automatic responses, the member's step-up check.
+    ("GET", "/api/v1/org/security/rules"): no_object(),
+    ("PUT", "/api/v1/org/security/rules/{rule}"): on_monitor_rule({"threshold": 60}),
+    ("DELETE", "/api/v1/org/security/rules/{rule}"): on_monitor_rule(),
+    ("GET", "/api/v1/org/security/responses"): no_object(),
+    ("POST", "/api/v1/org/security/responses/{response_id}/lift"): on_monitor_response,
+    ("GET", "/api/v1/me/security/step-up"): no_object(),
+    ("POST", "/api/v1/me/security/step-up/code"): no_object({"json": {"channel": "email"}}),
+    ("POST", "/api/v1/me/security/step-up"): no_object(
+        {"json": {"method": "totp", "code": "000000"}}
+    ),
     ("PUT", "/api/v1/org/mfa-policy"): no_object({"json": {"require_mfa": False}}),
 }
 

@@ -3,8 +3,9 @@
 The module starts uvicorn on a loopback port with a fresh data directory (public URL
 ``http://localhost:<port>``, so passkeys work: WebAuthn refuses bare IP addresses) and one
 headless Chromium. Every page a test opens is watched: a console error, an uncaught exception or
-a Content-Security-Policy violation fails the test. Screenshots go to ``$PACTVAULT_TEST_ARTIFACTS``
-(or the pytest temporary directory).
+a Content-Security-Policy violation fails the test. Screenshots are the test artefacts:
+they go to ``$PACTVAULT_TEST_ARTIFACTS/web/<test module>/`` (default: ``test-artifacts/`` in the
+checkout, ignored by git), so a CI run leaves them for a person to look at.
 
 A missing Chromium fails the module with a clear message: these tests are not skipped.
 """
@@ -37,6 +38,8 @@ from pactvault.api.app import create_app
 from web_kit import Instance, instance, totp_code
 
 CHROMIUM = "/usr/bin/chromium"
+#: Where screenshots are kept when $PACTVAULT_TEST_ARTIFACTS is not set: the checkout, not /tmp.
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @dataclass
@@ -80,7 +83,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"{CHROMIUM} not found: the browser tests need Debian's chromium package "
@@ -88,8 +93,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             pytrace=False,
         )
     port = _free_port()
-    shots = Path(os.environ.get("PACTVAULT_TEST_ARTIFACTS") or tmp_path_factory.mktemp("shots"))
-    shots = shots / "web" if os.environ.get("PACTVAULT_TEST_ARTIFACTS") else shots
+    artifacts = os.environ.get("PACTVAULT_TEST_ARTIFACTS") or ARTIFACTS
+    shots = Path(artifacts) / "web" / request.module.__name__
     shots.mkdir(parents=True, exist_ok=True)
     with instance(
         tmp_path_factory.mktemp("browser"), public_url=f"http://localhost:{port}"

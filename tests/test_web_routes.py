@@ -43,10 +43,10 @@ def page_routes() -> list[tuple[str, str, PageRule | None, APIRoute]]:
 
 
 ROUTES = page_routes()
-GUARDED = [(m, p) for m, p, rule, _ in ROUTES if rule is not None and rule.kind != "public"]
-UNSAFE_PUBLIC = [
-    (m, p) for m, p, rule, _ in ROUTES if rule and rule.kind == "public" and m != "GET"
-]
+OPEN = ("public", "signer")  # no account needed (signer pages: the signing link's cookie)
+GUARDED = [(m, p) for m, p, rule, _ in ROUTES if rule is not None and rule.kind not in OPEN]
+UNSAFE_PUBLIC = [(m, p) for m, p, rule, _ in ROUTES if rule and rule.kind in OPEN and m != "GET"]
+SIGNER = [(m, p) for m, p, rule, _ in ROUTES if rule and rule.kind == "signer"]
 UNSAFE_SIGNED_IN = [(m, p) for m, p in GUARDED if m != "GET"]
 
 
@@ -120,6 +120,27 @@ def test_public_forms_need_the_form_token(
     assert response.status_code == 403
     assert "form has expired" in response.text
     assert _denials(inst) == before + 1, "the refusal was not audited"
+
+
+@pytest.mark.parametrize(("method", "path"), SIGNER)
+def test_signer_pages_need_the_signing_link(
+    site: tuple[Instance, Visitor], method: str, path: str
+) -> None:
+    """Without the cookie that opening a signing link sets, a signer page says to open the
+    link again (never the sign-in page: signers need no account), whatever the form token."""
+    _, web = site
+    web.client.cookies.clear()
+    web.get("/sign")
+    data = {"csrf_token": web.csrf()} if method != "GET" else None
+    response = web.client.request(
+        method, _url(path), data=data, headers=web.headers(), follow_redirects=False
+    )
+    if method == "GET":  # a bookmark or an old tab: back to where a link can be opened
+        assert response.status_code == 303 and response.headers["location"] == "/sign?again=1"
+        response = web.client.get("/sign?again=1", headers=web.headers())
+    else:
+        assert response.status_code == 401, f"{method} {path}: {response.status_code}"
+    assert "Open the signing link from your invitation email again" in response.text
 
 
 @pytest.mark.parametrize(("method", "path"), UNSAFE_SIGNED_IN)

@@ -15,7 +15,9 @@ import typer
 from cryptography import x509
 
 from pactvault.commands import alerts as alerts_commands
+from pactvault.commands import backup as backup_commands
 from pactvault.commands import ledger as ledger_commands
+from pactvault.commands import monitor as monitor_commands
 from pactvault.commands.common import (
     EXIT_INVALID,
     HomeOption,
@@ -37,6 +39,8 @@ audit_app = typer.Typer(help="Audit journal checks.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_commands.app, name="ledger")
 app.add_typer(alerts_commands.app, name="alerts")
+app.add_typer(monitor_commands.app, name="monitor")
+app.add_typer(backup_commands.app, name="backup")
 audit_app.command("integrity")(integrity_command)
 
 
@@ -110,6 +114,9 @@ def run(
         port=settings.port,
         log_level="info",
         access_log=False,
+        # X-Forwarded-For is believed only from PACTVAULT_TRUSTED_PROXIES (api/middleware/
+        # guard.py); uvicorn's own handling would trust any local peer's header.
+        proxy_headers=False,
     )
 
 

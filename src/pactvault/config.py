@@ -46,6 +46,19 @@ def _count_env(env: dict[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _path_env(env: dict[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
+def _on_off(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise InvalidInputError(f"{name} must be 'on' or 'off'")
+    return raw == "on"
+
+
 def _smtp_security(value: str) -> Literal["starttls", "tls", "none"]:
     if value not in ("starttls", "tls", "none"):
         raise InvalidInputError("PACTVAULT_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
@@ -97,6 +110,27 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_sender: str = "pactvault <no-reply@localhost>"
+    #: Backups (``backup/``): destinations (one spec each, see ``backup/destinations.py``), how
+    #: often the maintenance loop backs up and runs a restore drill (None: never), retention.
+    backup_destinations: tuple[str, ...] = ()
+    backup_interval_minutes: int | None = None
+    backup_retention: str = "hourly=48,daily=30,monthly=12"
+    backup_drill_interval_hours: int | None = None
+    backup_scratch_dir: Path | None = None
+    backup_drill_database_url: str | None = field(default=None, repr=False)
+    backup_pg_bindir: Path | None = None
+    backup_s3_access_key_id: str | None = None
+    backup_s3_secret_access_key: str | None = field(default=None, repr=False)
+    #: Security monitoring (``monitor/``): detection rules, automatic responses, rate limits
+    #: (off only to measure their cost), and how often the rules read the audit journal.
+    monitor_enabled: bool = True
+    monitor_interval_seconds: float = 1.0
+    #: Proxies (CIDRs) whose ``X-Forwarded-For`` names the client; none are trusted by default.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Rate-limit overrides, ``<class>.<ip|subject>=<N>/<seconds>`` (see ``monitor/guard.py``).
+    rate_limits: tuple[str, ...] = ()
+    #: Bearer token for ``/metrics`` from other hosts (without it: loopback clients only).
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -139,12 +173,30 @@ class Settings:
             smtp_username=env.get("PACTVAULT_SMTP_USERNAME") or None,
             smtp_password=env.get("PACTVAULT_SMTP_PASSWORD") or None,
             smtp_sender=env.get("PACTVAULT_SMTP_SENDER") or cls.smtp_sender,
+            backup_destinations=_split_env(env, "PACTVAULT_BACKUP_DESTINATIONS", r"[,\n]"),
+            backup_interval_minutes=_count_env(env, "PACTVAULT_BACKUP_INTERVAL_MINUTES") or None,
+            backup_retention=env.get("PACTVAULT_BACKUP_RETENTION") or cls.backup_retention,
+            backup_drill_interval_hours=(
+                _count_env(env, "PACTVAULT_BACKUP_DRILL_INTERVAL_HOURS") or None
+            ),
+            backup_scratch_dir=_path_env(env, "PACTVAULT_BACKUP_SCRATCH_DIR"),
+            backup_drill_database_url=env.get("PACTVAULT_BACKUP_DRILL_DATABASE_URL") or None,
+            backup_pg_bindir=_path_env(env, "PACTVAULT_PG_BINDIR"),
+            backup_s3_access_key_id=env.get("PACTVAULT_BACKUP_S3_ACCESS_KEY_ID") or None,
+            backup_s3_secret_access_key=env.get("PACTVAULT_BACKUP_S3_SECRET_ACCESS_KEY") or None,
+            monitor_enabled=_on_off(env, "PACTVAULT_MONITOR", True),
+            monitor_interval_seconds=_int_env(env, "PACTVAULT_MONITOR_INTERVAL_SECONDS", 1),
+            trusted_proxies=_split_env(env, "PACTVAULT_TRUSTED_PROXIES", r"[\s,]+"),
+            rate_limits=_split_env(env, "PACTVAULT_RATE_LIMITS", r"[\s,]+"),
+            metrics_token=env.get("PACTVAULT_METRICS_TOKEN") or None,
         )
         if settings.alert_webhook_url and not settings.alert_webhook_secret:
             raise InvalidInputError(
                 "PACTVAULT_ALERT_WEBHOOK_URL needs PACTVAULT_ALERT_WEBHOOK_SECRET (whsec_…): "
                 "unsigned alerts could be forged"
             )
+        if settings.metrics_token is not None and len(settings.metrics_token) < 24:
+            raise InvalidInputError("PACTVAULT_METRICS_TOKEN must be at least 24 characters")
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 
     @property

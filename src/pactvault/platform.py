@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pactvault.access.decision import AccessControl
 from pactvault.access.roles import RoleService
+from pactvault.backup.service import BackupService
 from pactvault.config import Settings
 from pactvault.contracts.approvals import ApprovalService
 from pactvault.contracts.service import ContractService
@@ -47,6 +48,7 @@ from pactvault.ledger.service import LedgerService, origin_for
 from pactvault.ledger.witnessing import WitnessService, parse_log_keys, witness_name_for
 from pactvault.monitor.alerts import AlertService
 from pactvault.monitor.integrity import IntegrityAuditor
+from pactvault.monitor.service import SecurityMonitor
 from pactvault.monitor.webhooks import WebhookEndpoint
 from pactvault.notify import Mailer, OutboxMailer
 from pactvault.pki.authority import CertificateAuthority
@@ -92,6 +94,19 @@ class Platform:
             else []
         )
         self.alerts = AlertService(self.db, self.access, hooks)
+        # Detection rules on the audit journal, automatic responses, shared rate limits, metrics
+        # (monitor/); sessions and MFA are built in _open_identity, hence the late binding.
+        self.monitor = SecurityMonitor(
+            db=self.db,
+            database_url=settings.resolved_database_url,
+            access=self.access,
+            alerts=self.alerts,
+            revoke_sessions=lambda s, user_id: self.sessions.revoke_all_for_user(s, user_id),
+            mfa=lambda: self.mfa,
+            enabled=settings.monitor_enabled,
+            trusted_proxies=settings.trusted_proxies,
+            rate_limits=settings.rate_limits,
+        )
         # Witnessing (c2sp.org/tlog-witness): we cosign configured logs, and ask witnesses to
         # cosign ours; proven misbehaviour on either side becomes a critical alert.
         self.witness = WitnessService(
@@ -116,6 +131,10 @@ class Platform:
             checkpoints=CheckpointStore(self.ledger.origin),
             log_verifiers=lambda _session: [self.ledger.verifier()],
             interval=timedelta(hours=settings.integrity_interval_hours),
+        )
+        # Backups, restores and drills (backup/); the root key store seals each backup's key.
+        self.backups = BackupService(
+            settings, self.db, self.blob_store, self.keys, key_store, self.alerts
         )
         self.approvals = ApprovalService(self.db, self.access)
         self.signing_policy = SigningPolicyService(self.db, self.access)
@@ -237,6 +256,7 @@ class Platform:
 
     def close(self) -> None:
         self.alerts.close()
+        self.monitor.close()
         self.cosigning.close()
         self.db.dispose()
 

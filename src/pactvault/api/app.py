@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 
 from pactvault import __version__
 from pactvault.api import middleware, problems
+from pactvault.api.middleware import guard as monitor_middleware
 from pactvault.api.routes import (
     admin,
     alerts,
@@ -26,8 +27,10 @@ from pactvault.api.routes import (
     contracts,
     health,
     ledger,
+    metrics,
     mfa,
     organisation,
+    security,
     signer_verification,
     signing,
     trust,
@@ -56,11 +59,14 @@ ROUTERS = (
     approvals,
     verification,
     signer_verification,
+    security,
+    metrics,
 )
 
 
 MAINTENANCE_INTERVAL_SECONDS = 60.0
 INTEGRITY_POLL_SECONDS = 300.0
+BACKUP_POLL_SECONDS = 60.0
 log = logging.getLogger("pactvault.maintenance")
 
 
@@ -87,6 +93,20 @@ def run_maintenance(platform: Platform) -> None:
     pruned = platform.login.prune_throttles()
     if pruned:
         log.info("pruned %d stale sign-in throttle record(s)", pruned)
+    forgotten = platform.monitor.prune()
+    if forgotten:
+        log.info("pruned %d expired detection observation(s) and rate counter(s)", forgotten)
+
+
+def run_detection(platform: Platform) -> None:
+    """Detection rules on the journal's new entries (a lease makes one process read them)."""
+    report = platform.monitor.run_due()
+    if report is not None and report.detections:
+        log.info(
+            "monitor: %d detection(s), %d response(s)",
+            len(report.detections),
+            len(report.response_ids),
+        )
 
 
 def run_integrity_audit(platform: Platform) -> None:
@@ -94,6 +114,13 @@ def run_integrity_audit(platform: Platform) -> None:
     report = platform.integrity.run_if_due()
     if report is not None:
         log.info("integrity audit finished: %d finding(s)", report.findings_total)
+
+
+def run_backups(platform: Platform) -> None:
+    """Scheduled backups (then pruning) and restore drills, when configured and due; a lease
+    makes one process run each. Failures raise alerts inside the backup service."""
+    for outcome in platform.backups.run_due():
+        log.info("backups: %s", outcome)
 
 
 def _lifespan(platform: Platform, interval: float):  # type: ignore[no-untyped-def]
@@ -111,6 +138,8 @@ def _lifespan(platform: Platform, interval: float):  # type: ignore[no-untyped-d
         tasks = [
             asyncio.create_task(loop(run_maintenance, interval)),
             asyncio.create_task(loop(run_integrity_audit, max(interval, INTEGRITY_POLL_SECONDS))),
+            asyncio.create_task(loop(run_backups, max(interval, BACKUP_POLL_SECONDS))),
+            asyncio.create_task(loop(run_detection, platform.settings.monitor_interval_seconds)),
         ]
         try:
             yield
@@ -138,6 +167,9 @@ def create_app(
     app.state.platform = platform
     problems.install(app)
 
+    # Metrics, then blocks and rate limits before routing (api/middleware/guard.py): inside
+    # the hygiene middleware, so refusals still get its headers, request id and log line.
+    monitor_middleware.install(app, platform.monitor)
     # Request ids, body limits, content types, deadline, security headers, access log: keep it
     # the last middleware added (the outermost), see api/middleware/__init__.py.
     middleware.install(app, platform.settings)

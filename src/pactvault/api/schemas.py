@@ -11,6 +11,36 @@ from pactvault.identity.tokens import TokenInfo
 from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signer
 
 Classification = Literal["public", "internal", "confidential", "secret"]
+FieldKind = Literal["signature", "date", "text", "seal"]
+
+
+class FieldIn(BaseModel):
+    """A field the signer completes with their signature (see ``contracts.fields``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FieldKind = Field(
+        description="signature (at most one; else page/box of the signer place it), date (the "
+        "signing date, filled in for the signer), text (typed by the signer), seal (an "
+        "organisation seal: not available yet; a required one cannot be completed)"
+    )
+    page: int = Field(default=-1, description="0-based page; -1 = last")
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="x1, y1, x2, y2 in PDF points; required except for signature"
+    )
+    required: bool = Field(default=True, description="A text or seal field may be optional")
+    label: str | None = Field(
+        default=None, max_length=64, description="What to type, shown to the signer"
+    )
+
+
+class FieldOut(BaseModel):
+    name: str
+    kind: str
+    page: int
+    box: tuple[float, float, float, float]
+    required: bool
+    label: str | None
 
 
 class SignerIn(BaseModel):
@@ -35,6 +65,12 @@ class SignerIn(BaseModel):
         default="basic",
         description="Weakest identity check the signer's certificate may rest on; anything "
         "above basic means real-name verification (实名认证) before signing",
+    )
+    fields: list[FieldIn] = Field(
+        default_factory=list,
+        max_length=60,
+        description="Date, text and seal fields (and optionally the signature field); "
+        "omitted: one signature field at page/box",
     )
 
 
@@ -67,6 +103,9 @@ class SignerOut(BaseModel):
     signed_at: datetime | None
     declined_at: datetime | None
     required_assurance: str = "basic"
+    fields: list[FieldOut] = Field(
+        default_factory=list, description="Date, text and seal fields beyond field_name"
+    )
 
     @classmethod
     def of(cls, s: Signer) -> SignerOut:
@@ -82,6 +121,7 @@ class SignerOut(BaseModel):
             signed_at=s.signed_at,
             declined_at=s.declined_at,
             required_assurance=s.required_assurance,
+            fields=[FieldOut(**f) for f in s.extra_fields or ()],
         )
 
 
@@ -175,6 +215,12 @@ class SignIn(BaseModel):
         min_length=1,
         max_length=36,
         description="The step-up challenge you verified for this document (POST /stepup first)",
+    )
+    field_values: dict[str, str] | None = Field(
+        default=None,
+        max_length=60,
+        description="Your text fields (SignerOut.fields, kind text): name → text; dates are "
+        "filled in for you",
     )
 
 

@@ -10,15 +10,16 @@ Interfaces (API, CLI, pages) call these methods and never touch the tables thems
 from __future__ import annotations
 
 import io
+import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import TimeStamper
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -28,6 +29,24 @@ from pactvault.config import Settings
 from pactvault.contracts.access import involving
 from pactvault.contracts.approval_rules import ContractFacts
 from pactvault.contracts.approvals import ApprovalService
+from pactvault.contracts.fields import (
+    FieldSpec,
+    PlacedField,
+    check_seals,
+    check_specs,
+    place,
+    resolve_box,
+    signature_field,
+    stored_fields,
+    values_to_fill,
+)
+from pactvault.contracts.reminders import (
+    REMIND_ACTION,
+    Reminded,
+    ReminderTooSoonError,
+    last_links,
+    wait_left,
+)
 from pactvault.contracts.signing_policy import effective, minimum_in
 from pactvault.contracts.states import (
     OPEN_FOR_SIGNING,
@@ -60,7 +79,8 @@ from pactvault.pdf.sign import (
     Appearance,
     RevocationMaterial,
     SignatureField,
-    prepare_fields,
+    TextField,
+    prepare_document,
     sign_pdf,
 )
 from pactvault.pdf.signer import KeySigner
@@ -72,6 +92,7 @@ from pactvault.store.blobs import EncryptedBlobStore, StoredObject
 from pactvault.store.db import Database
 from pactvault.store.identity_models import User
 from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signature, Signer
+from pactvault.store.realname_models import PersonalDataField
 from pactvault.tokens import SIGNING_PREFIX, new_token, token_digest
 
 MAX_SIGNERS = 50
@@ -104,6 +125,9 @@ class SignerSpec:
     #: the invited address) or a real-name level such as ``verified-document``; the signer must
     #: pass that verification before they can sign.
     required_assurance: str = "basic"
+    #: Date, text and seal fields (``contracts.fields``), and optionally the signature field
+    #: itself (instead of ``page``/``box``). Empty: one signature field, nothing else.
+    fields: tuple[FieldSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,8 @@ class SignInput:
     #: The verified step-up challenge (``begin_stepup`` + ``complete_stepup``) this signature
     #: spends: signing without a fresh second factor bound to this document is refused.
     stepup_challenge_id: str | None = None
+    #: The signer's text fields: field name → what they typed (dates are filled by us).
+    field_values: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,30 +206,8 @@ class ContractService:
         amount_minor: int | None = None,
         currency: str | None = None,
     ) -> Contract:
-        title = (title or "").strip()
-        if not title or len(title) > MAX_TITLE:
-            raise InvalidInputError(f"title must be 1 to {MAX_TITLE} characters")
-        if classification not in LEVELS:
-            raise InvalidInputError(f"classification must be one of {', '.join(LEVELS)}")
-        if amount_minor is not None and (
-            isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor < 0
-        ):
-            raise InvalidInputError("amount_minor must be a whole number of minor units, >= 0")
-        if (amount_minor is None) != (currency is None):
-            raise InvalidInputError("amount_minor and currency go together")
-        if currency is not None and not CURRENCY_RE.match(currency):
-            raise InvalidInputError("currency must be an ISO 4217 code such as CNY")
-        if expires_at is not None:
-            if expires_at.tzinfo is None:
-                raise InvalidInputError("expires_at must include a timezone")
-            if expires_at <= datetime.now(UTC):
-                raise InvalidInputError("expires_at must be in the future")
-        facts = inspect_pdf(pdf, max_bytes=self._settings.max_upload_bytes)
-        warnings = enforce_active_content_policy(facts, self._settings.active_content_policy)
-        if facts.has_signatures:
-            raise InvalidInputError(
-                "the PDF already carries signatures; upload the unsigned original"
-            )
+        title = _checked_terms(title, classification, amount_minor, currency, expires_at)
+        facts, warnings = self._accepted_pdf(pdf)
         placed = _place_fields(_validate_signers(signers), facts)
 
         def work(session: Session, stored: list[StoredObject]) -> Contract:
@@ -223,31 +227,7 @@ class ContractService:
             )
             session.add(contract)
             session.flush()
-            for position, (spec, page, box) in enumerate(placed, start=1):
-                signer = Signer(
-                    contract_id=contract.id,
-                    org_id=org_id,
-                    position=position,
-                    name=spec.name.strip(),
-                    email=spec.email.strip(),
-                    organisation=spec.organisation,
-                    routing_order=spec.routing_order,
-                    field_name=f"Signature{position}",
-                    field_page=page,
-                    field_box=list(box),
-                    required_assurance=spec.required_assurance,
-                )
-                session.add(signer)
-                if spec.phone:
-                    session.flush()
-                    signer.phone_field_id = self._personal_data.put(
-                        session,
-                        actor,
-                        org_id=org_id,
-                        owner=Owner("signer", signer.id),
-                        kind="phone",
-                        value=spec.phone,
-                    ).id
+            self._write_signers(session, actor, contract, placed, {})
             revision = self._store_revision(session, stored, contract, pdf, kind="original")
             event = record(
                 session,
@@ -261,6 +241,7 @@ class ContractService:
                     "document_sha256": revision.plaintext_sha256,
                     "pages": facts.page_count,
                     "signers": len(placed),
+                    "fields": sum(len(p.extra) for p in placed),
                     "warnings": warnings,
                 },
             )
@@ -268,6 +249,159 @@ class ContractService:
             return contract
 
         return self._unit_of_work(work)
+
+    def update_draft(
+        self,
+        actor: Actor,
+        org_id: str,
+        contract_id: str,
+        *,
+        title: str,
+        signers: Sequence[SignerSpec],
+        pdf: bytes | None = None,
+        message: str | None = None,
+        expires_at: datetime | None = None,
+        classification: str = "internal",
+        amount_minor: int | None = None,
+        currency: str | None = None,
+    ) -> Contract:
+        """Replace a draft's terms, parties and fields (and its PDF, when ``pdf`` is given).
+
+        The same checks as ``create``; only a draft can change (a sent contract's document is
+        fixed). A signer keeps their mobile number on file when ``phone`` is ``None`` and the
+        email address stays (matched case-insensitively); ``phone=""`` removes it. An approval
+        given for the old terms no longer covers the new ones: approvals name exact facts.
+        """
+        title = _checked_terms(title, classification, amount_minor, currency, expires_at)
+        removed_phones = {
+            normalise_email(s.email) for s in signers if s.phone == "" and isinstance(s.email, str)
+        }
+        signers = [replace(s, phone=None) if s.phone == "" else s for s in signers]
+        checked = _validate_signers(signers)
+        upload = self._accepted_pdf(pdf) if pdf is not None else None
+
+        def work(session: Session, stored: list[StoredObject]) -> Contract:
+            contract = self._contract(session, org_id, contract_id, lock=True)
+            if contract.status != Status.DRAFT.value:
+                raise ContractStateError(
+                    f"the contract is {contract.status}; only a draft can be edited"
+                )
+            if upload is None:
+                current = self._current_revision(session, contract)
+                facts = inspect_pdf(self._read(session, contract, current), max_bytes=1 << 62)
+                warnings = list(contract.content_warnings or [])
+            else:
+                facts, warnings = upload
+            placed = _place_fields(checked, facts)
+            kept: dict[str, str] = {}
+            for old in list(contract.signers):
+                email = normalise_email(old.email)
+                if old.phone_field_id is not None:
+                    if email in removed_phones or not any(
+                        normalise_email(p.spec.email) == email for p in placed
+                    ):
+                        session.execute(
+                            delete(PersonalDataField).where(
+                                PersonalDataField.id == old.phone_field_id
+                            )
+                        )
+                    else:
+                        kept[email] = old.phone_field_id
+                session.delete(old)
+            session.flush()
+            session.expire(contract, ["signers"])
+            self._write_signers(session, actor, contract, placed, kept)
+            if pdf is not None:
+                revision = self._store_revision(session, stored, contract, pdf, kind="original")
+            else:
+                revision = self._current_revision(session, contract)
+            contract.title = title
+            contract.message = message
+            contract.expires_at = expires_at
+            contract.classification = classification
+            contract.amount_minor = amount_minor
+            contract.currency = currency
+            contract.content_warnings = warnings
+            contract.updated_at = utcnow()
+            record(
+                session,
+                actor,
+                "contract.update",
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={
+                    "title_sha256": sha256_hex(title.encode()),
+                    "document_sha256": revision.plaintext_sha256,
+                    "document_replaced": pdf is not None,
+                    "pages": facts.page_count,
+                    "signers": len(placed),
+                    "fields": sum(len(p.extra) for p in placed),
+                    "classification": classification,
+                    "warnings": warnings,
+                },
+            )
+            # Audited, not a ledger leaf: the ledger's event types are a fixed public format,
+            # and the document that counts is the one ``send`` records (with its hash).
+            return contract
+
+        return self._unit_of_work(work)
+
+    def _accepted_pdf(self, pdf: bytes) -> tuple[PdfFacts, list[str]]:
+        """The upload's facts and content warnings, or why it cannot be a contract."""
+        facts = inspect_pdf(pdf, max_bytes=self._settings.max_upload_bytes)
+        warnings = enforce_active_content_policy(facts, self._settings.active_content_policy)
+        if facts.has_signatures:
+            raise InvalidInputError(
+                "the PDF already carries signatures; upload the unsigned original"
+            )
+        return facts, warnings
+
+    def _write_signers(
+        self,
+        session: Session,
+        actor: Actor,
+        contract: Contract,
+        placed: Sequence[_Placed],
+        phones: Mapping[str, str],
+    ) -> None:
+        """Insert the signer rows; ``phones`` maps an email to a mobile number kept on file."""
+        for position, item in enumerate(placed, start=1):
+            spec = item.spec
+            signer = Signer(
+                contract_id=contract.id,
+                org_id=contract.org_id,
+                position=position,
+                name=spec.name.strip(),
+                email=spec.email.strip(),
+                organisation=spec.organisation,
+                routing_order=spec.routing_order,
+                field_name=f"Signature{position}",
+                field_page=item.page,
+                field_box=list(item.box),
+                extra_fields=[f.to_json() for f in item.extra] or None,
+                required_assurance=spec.required_assurance,
+                phone_field_id=None if spec.phone else phones.get(normalise_email(spec.email)),
+            )
+            session.add(signer)
+            if signer.phone_field_id is not None:  # kept on file: now about the new row
+                session.flush()
+                session.execute(
+                    update(PersonalDataField)
+                    .where(PersonalDataField.id == signer.phone_field_id)
+                    .values(owner_id=signer.id)
+                )
+            if spec.phone:
+                session.flush()
+                signer.phone_field_id = self._personal_data.put(
+                    session,
+                    actor,
+                    org_id=contract.org_id,
+                    owner=Owner("signer", signer.id),
+                    kind="phone",
+                    value=spec.phone,
+                ).id
+        session.flush()
 
     def send(self, actor: Actor, org_id: str, contract_id: str) -> Contract:
         """Lock the signature fields into the document and invite the first signing group."""
@@ -287,10 +421,15 @@ class ContractService:
                 SignatureField(name=s.field_name, page=s.field_page, box=tuple(s.field_box))  # type: ignore[arg-type]
                 for s in contract.signers
             ]
+            extra = [f for s in contract.signers for f in stored_fields(s.extra_fields)]
+            # Seal fields are empty signature fields a seal service can sign later; dates and
+            # text are form fields filled with their signer's signature (contracts.fields).
+            fields += [SignatureField(f.name, f.page, f.box) for f in extra if f.kind == "seal"]
             # The platform's invisible completion seal is the last signature; its field carries
             # the PDF 2.0 lock, which must exist before the first signature (see pdf.fields).
             fields.append(SignatureField(name=SEAL_FIELD, page=-1, box=None, lock_document=True))
-            prepared = prepare_fields(pdf, fields)
+            texts = [TextField(f.name, f.page, f.box) for f in extra if f.kind != "seal"]
+            prepared = prepare_document(pdf, fields, texts)
             revision = self._store_revision(session, stored, contract, prepared, kind="prepared")
             contract.status = Status.SENT.value
             contract.sent_at = contract.updated_at = utcnow()
@@ -346,6 +485,66 @@ class ContractService:
 
         return self._unit_of_work(work)
 
+    def remind(self, actor: Actor, org_id: str, contract_id: str) -> Reminded:
+        """Send a new signing link to every signer whose turn it is and who has not signed.
+
+        Each gets a fresh token and the previous link stops working; the token goes only into
+        the signer's email, never to the caller. A signer sent a link less than
+        ``reminders.REMIND_INTERVAL`` ago is skipped, and when that is every one of them
+        ``ReminderTooSoonError`` says how long to wait. Audited as ``contract.remind``.
+        """
+        # A contract past its deadline expires (and stays expired) rather than being reminded.
+        with self._db.write() as session:
+            self._expire_if_due(session, self._contract(session, org_id, contract_id, lock=True))
+
+        def work(session: Session, _stored: list[StoredObject]) -> Outcome[Reminded]:
+            contract = self._contract(session, org_id, contract_id, lock=True)
+            if contract.status not in OPEN_FOR_SIGNING:
+                raise ContractStateError(
+                    f"the contract is {contract.status}; there is nobody to remind"
+                )
+            waiting = [s for s in contract.signers if s.status == "invited"]
+            if not waiting:
+                raise ConflictError("nobody is waiting to sign this contract right now")
+            now = utcnow()
+            last = last_links(session, org_id, contract.id)
+            due = [s for s in waiting if not wait_left(last.get(s.id), now)]
+            if not due:
+                wait = min(wait_left(last.get(s.id), now) for s in waiting)
+                raise ReminderTooSoonError(int(wait.total_seconds()) + 1)
+            expiry = now + timedelta(days=self._settings.invitation_days)
+            if contract.expires_at is not None:
+                expiry = min(expiry, contract.expires_at)
+            messages = []
+            for signer in due:
+                token, digest = new_token(SIGNING_PREFIX)
+                signer.invitation_sha256 = digest
+                signer.invitation_expires_at = expiry
+                invitation = self._invitation(contract, signer, token)
+                messages.append(
+                    Message(
+                        to=invitation.to,
+                        subject=f"提醒 / Reminder: {invitation.subject}",
+                        body=invitation.body,
+                        tags=invitation.tags,
+                    )
+                )
+            skipped = [s.id for s in waiting if s not in due]
+            record(
+                session,
+                actor,
+                REMIND_ACTION,
+                object_type="contract",
+                object_id=contract.id,
+                org_id=org_id,
+                details={"reminded": [s.id for s in due], "not_yet": skipped},
+            )
+            session.flush()
+            reminded = Reminded(contract.id, tuple(s.id for s in due), tuple(skipped))
+            return Outcome(reminded, messages)
+
+        return self._deliver(self._unit_of_work(work))
+
     def get(self, org_id: str, contract_id: str) -> Contract:
         with self._db.read() as session:
             contract = self._contract(session, org_id, contract_id)
@@ -360,21 +559,59 @@ class ContractService:
         limit: int = 50,
         offset: int = 0,
         involving_user: str | None = None,
+        search: str | None = None,
+        party: str | None = None,
+        classification: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
+        clearance: str | None = None,
+        viewer_user_id: str | None = None,
     ) -> tuple[list[Contract], int]:
         """A page of the organisation's contracts, newest first.
 
         ``involving_user`` narrows it to contracts that user created or signs (``.own`` reach).
+        Filters: ``search`` (the title, or a signer's name or email, contains it), ``party`` (a
+        signer's name, email or organisation contains it), ``classification`` (exactly that
+        level), ``created_from`` ≤ creation < ``created_before``. ``clearance`` leaves out
+        contracts classified above it unless ``viewer_user_id`` created or signs them, as
+        opening one would be refused (``access.decision``): a list must not show the titles of
+        what its reader may not open.
         """
         if not 1 <= limit <= 200 or offset < 0:
             raise InvalidInputError("limit must be 1..200 and offset >= 0")
         if status is not None and status not in {s.value for s in Status}:
             raise InvalidInputError(f"unknown status {status!r}")
+        if classification is not None and classification not in LEVELS:
+            raise InvalidInputError(f"classification must be one of {', '.join(LEVELS)}")
+        if clearance is not None and clearance not in LEVELS:
+            raise InvalidInputError(f"clearance must be one of {', '.join(LEVELS)}")
+        for bound in (created_from, created_before):
+            if bound is not None and bound.tzinfo is None:
+                raise InvalidInputError("date bounds must include a timezone")
+        search, party = _filter_text(search, "search"), _filter_text(party, "party")
         with self._db.read() as session:
             query = select(Contract).where(Contract.org_id == org_id)
             if involving_user is not None:
                 query = query.where(involving(involving_user))
             if status:
                 query = query.where(Contract.status == status)
+            if classification is not None:
+                query = query.where(Contract.classification == classification)
+            if created_from is not None:
+                query = query.where(Contract.created_at >= created_from)
+            if created_before is not None:
+                query = query.where(Contract.created_at < created_before)
+            if search is not None:
+                query = query.where(
+                    or_(_contains(Contract.title, search), _signer_matches(search, party=False))
+                )
+            if party is not None:
+                query = query.where(_signer_matches(party, party=True))
+            if clearance is not None:
+                within = Contract.classification.in_(LEVELS[: LEVELS.index(clearance) + 1])
+                query = query.where(
+                    or_(within, involving(viewer_user_id)) if viewer_user_id else within
+                )
             total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = (
                 session.execute(
@@ -488,6 +725,11 @@ class ContractService:
             contract = signer.contract
             self._check_can_sign(signer)
             self._check_assurance(session, signer)
+            own_fields = stored_fields(signer.extra_fields)
+            check_seals(own_fields)
+            # One instant for the stamp, /M, the CMS signing time and the date fields.
+            signing_time = datetime.now(UTC).replace(microsecond=0)
+            fill = values_to_fill(own_fields, given.field_values, signing_time)
             current = self._current_revision(session, contract)
             if given.document_sha256 != current.plaintext_sha256:
                 raise ConflictError(
@@ -521,6 +763,8 @@ class ContractService:
                 given,
                 _as_signer(actor, signer),
                 certify=not already_signed,
+                fill=fill,
+                signing_time=signing_time,
             )
             revision = self._store_revision(
                 session, stored, contract, signed_pdf, kind="signed", signer_id=signer.id
@@ -575,6 +819,12 @@ class ContractService:
                     "timestamp_time": evidence.timestamp_time,
                     "stepup_method": proof.method,
                     "stepup_proof_sha256": proof.sha256(),
+                    # Which fields this signature filled, and a hash of what (the text itself
+                    # is in the signed revision; it may be personal data, so not in the journal).
+                    "fields_filled": sorted(fill),
+                    "field_values_sha256": sha256_hex(
+                        json.dumps(fill, sort_keys=True, ensure_ascii=False).encode()
+                    ),
                 },
             )
             self._evidence(
@@ -611,6 +861,7 @@ class ContractService:
             signer = self._signer_by_token(session, token)
             self._check_can_sign(signer)
             self._check_assurance(session, signer)
+            check_seals(stored_fields(signer.extra_fields))  # before any code is sent
             subject = self._stepup_subject(signer)
             if method == "passkey":
                 subject = self._account_subject(session, signer, account)
@@ -801,6 +1052,8 @@ class ContractService:
         actor: Actor,
         *,
         certify: bool,
+        fill: Mapping[str, str] | None = None,
+        signing_time: datetime | None = None,
     ) -> tuple[bytes, IssuedCertificate]:
         identity = self._certificate_subject(session, signer, actor)
         issued = self._ca.issue(session, identity)
@@ -821,6 +1074,8 @@ class ContractService:
             certify=certify,
             lock_document=False,
             revocation=self._revocation_material(session),
+            signing_time=signing_time,
+            fill=fill,
         )
         return signed, issued
 
@@ -1136,6 +1391,30 @@ def _stored_of(revision: DocumentRevision) -> StoredObject:
     )
 
 
+MAX_FILTER_TEXT = 200
+
+
+def _filter_text(value: str | None, name: str) -> str | None:
+    cleaned = " ".join((value or "").split())
+    if len(cleaned) > MAX_FILTER_TEXT:
+        raise InvalidInputError(f"{name} must be at most {MAX_FILTER_TEXT} characters")
+    return cleaned.lower() or None
+
+
+def _contains(column: Any, text: str) -> ColumnElement[bool]:
+    """Case-insensitive "contains", with ``%`` and ``_`` in ``text`` taken literally."""
+    return func.lower(column).contains(text, autoescape=True)
+
+
+def _signer_matches(text: str, *, party: bool) -> ColumnElement[bool]:
+    """SQL condition: one of the contract's signers has ``text`` in their name or email (or,
+    for the party filter, organisation)."""
+    fields = [_contains(Signer.name, text), _contains(Signer.email, text)]
+    if party:
+        fields.append(_contains(func.coalesce(Signer.organisation, ""), text))
+    return exists(select(Signer.id).where(Signer.contract_id == Contract.id, or_(*fields)))
+
+
 def _validate_signers(signers: Sequence[SignerSpec]) -> list[SignerSpec]:
     if not signers:
         raise InvalidInputError("a contract needs at least one signer")
@@ -1168,36 +1447,77 @@ def _validate_signers(signers: Sequence[SignerSpec]) -> list[SignerSpec]:
                 normalise_phone(spec.phone)
             except InvalidInputError as error:
                 raise InvalidInputError(f"signer {index}: {error}") from None
+        fields = tuple(spec.fields or ())
+        check_specs(index, fields)
+        if signature_field(index, fields) is not None and (spec.box is not None or spec.page != -1):
+            raise InvalidInputError(
+                f"signer {index}: give the signature field either in fields or as page/box"
+            )
     return list(signers)
 
 
-def _place_fields(
-    signers: Sequence[SignerSpec], facts: PdfFacts
-) -> list[tuple[SignerSpec, int, tuple[float, float, float, float]]]:
+def _checked_terms(
+    title: str,
+    classification: str,
+    amount_minor: int | None,
+    currency: str | None,
+    expires_at: datetime | None,
+) -> str:
+    """The title, stripped, once every term of a draft is valid (create and update alike)."""
+    title = (title or "").strip()
+    if not title or len(title) > MAX_TITLE:
+        raise InvalidInputError(f"title must be 1 to {MAX_TITLE} characters")
+    if classification not in LEVELS:
+        raise InvalidInputError(f"classification must be one of {', '.join(LEVELS)}")
+    if amount_minor is not None and (
+        isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor < 0
+    ):
+        raise InvalidInputError("amount_minor must be a whole number of minor units, >= 0")
+    if (amount_minor is None) != (currency is None):
+        raise InvalidInputError("amount_minor and currency go together")
+    if currency is not None and not CURRENCY_RE.match(currency):
+        raise InvalidInputError("currency must be an ISO 4217 code such as CNY")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInputError("expires_at must include a timezone")
+        if expires_at <= datetime.now(UTC):
+            raise InvalidInputError("expires_at must be in the future")
+    return title
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """One signer resolved against the document: the signature field and the other fields."""
+
+    spec: SignerSpec
+    page: int
+    box: tuple[float, float, float, float]
+    extra: list[PlacedField]
+
+
+def _place_fields(signers: Sequence[SignerSpec], facts: PdfFacts) -> list[_Placed]:
     """Resolve each signer's page and box; place missing boxes in a row on the chosen page."""
     placed = []
     for index, spec in enumerate(signers):
-        page = spec.page if spec.page >= 0 else facts.page_count + spec.page
-        if not 0 <= page < facts.page_count:
-            raise InvalidInputError(
-                f"signer {index + 1}: page {spec.page} does not exist (the PDF has "
-                f"{facts.page_count} pages)"
-            )
-        width, height = facts.page_sizes[page]
-        if spec.box is None:
+        fields = tuple(spec.fields or ())
+        chosen = signature_field(index + 1, fields)
+        page_asked, box_asked = (chosen.page, chosen.box) if chosen else (spec.page, spec.box)
+        if box_asked is None:
+            page = page_asked if page_asked >= 0 else facts.page_count + page_asked
+            if not 0 <= page < facts.page_count:
+                raise InvalidInputError(
+                    f"signer {index + 1}: page {page_asked} does not exist (the PDF has "
+                    f"{facts.page_count} pages)"
+                )
+            width, _height = facts.page_sizes[page]
             per_row = max(1, int((width - FIELD_MARGIN) // (FIELD_WIDTH + 10)))
             col, row = index % per_row, index // per_row
             x1 = FIELD_MARGIN + col * (FIELD_WIDTH + 10)
             y1 = FIELD_MARGIN + row * (FIELD_HEIGHT + 10)
             box = (x1, y1, x1 + FIELD_WIDTH, y1 + FIELD_HEIGHT)
         else:
-            box = tuple(float(v) for v in spec.box)  # type: ignore[assignment]
-            x1, y1, x2, y2 = box
-            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
-                raise InvalidInputError(
-                    f"signer {index + 1}: the signature box is outside the page"
-                )
-        placed.append((spec, page, box))
+            page, box = resolve_box(index + 1, "signature", page_asked, box_asked, facts)
+        placed.append(_Placed(spec, page, box, place(index + 1, fields, facts)))
     return placed
 
 

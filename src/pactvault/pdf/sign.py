@@ -12,12 +12,15 @@ Choices that matter for verifiers we did not write:
 * The first signer certifies with DocMDP FILL_FORMS so later signers may still fill their
   fields; the last signer locks the document through a PDF 2.0 field lock with /P 1, which
   ``prepare_fields`` must have put on that field (``SignatureField(lock_document=True)``).
+* A signer's date and text fields are filled (``fill``) in the very revision their signature
+  covers (see ``pdf.forms``); ``prepare_document`` places them, with the signature fields,
+  before anyone signs.
 * Fail closed: no timestamp → :class:`TimestampUnavailableError` and no output at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
@@ -44,6 +47,7 @@ from pactvault.pdf._aio import run_sync
 from pactvault.pdf.appearance import Appearance, build_stamp
 from pactvault.pdf.evidence import remember_signature
 from pactvault.pdf.fields import SignatureField, open_incremental, prepare_fields
+from pactvault.pdf.forms import TextField, add_text_fields, fill_text_fields
 from pactvault.pdf.signer import KeySigner, to_asn1
 
 DIGEST_ALGORITHM = "sha256"
@@ -62,6 +66,8 @@ __all__ = [
     "Appearance",
     "RevocationMaterial",
     "SignatureField",
+    "TextField",
+    "prepare_document",
     "prepare_fields",
     "sign_pdf",
 ]
@@ -75,6 +81,32 @@ class RevocationMaterial:
     ocsp_responses: Sequence[bytes] = ()
 
 
+def prepare_document(
+    pdf: bytes,
+    signature_fields: Sequence[SignatureField],
+    text_fields: Sequence[TextField] = (),
+) -> bytes:
+    """Place every field of a signing workflow before the first signature.
+
+    The signature fields (``fields.prepare_fields``) and then the signers' empty text fields
+    (``forms.add_text_fields``), each as one incremental update; without text fields this is
+    exactly ``prepare_fields``.
+    """
+    prepared = prepare_fields(pdf, signature_fields)
+    if not text_fields:
+        return prepared
+    writer = open_incremental(prepared)
+    try:
+        add_text_fields(writer, text_fields)
+        out = BytesIO()
+        writer.write(out)
+    except PactvaultError:
+        raise
+    except Exception:
+        raise SigningError("the text fields could not be added to the PDF") from None
+    return out.getvalue()
+
+
 def sign_pdf(
     pdf: bytes,
     *,
@@ -86,11 +118,13 @@ def sign_pdf(
     lock_document: bool = False,
     revocation: RevocationMaterial | None = None,
     signing_time: datetime | None = None,
+    fill: Mapping[str, str] | None = None,
 ) -> bytes:
     """Sign the empty field ``field_name`` and return the document with one more revision.
 
     ``pdf`` must already contain the field (see :func:`prepare_fields`). The returned bytes
-    start with ``pdf`` unchanged.
+    start with ``pdf`` unchanged. ``fill`` names empty text fields (``prepare_document``) and
+    their values: they are filled in the same revision, so this signature covers them.
     """
     if signing_time is None:
         signing_time = datetime.now(UTC)
@@ -110,6 +144,7 @@ def sign_pdf(
                 lock_document=lock_document,
                 revocation=revocation,
                 signing_time=signing_time,
+                fill=fill or {},
             )
         )
     except TimestampUnavailableError:
@@ -134,11 +169,13 @@ async def _sign(
     lock_document: bool,
     revocation: RevocationMaterial | None,
     signing_time: datetime,
+    fill: Mapping[str, str],
 ) -> bytes:
     style, text_params = build_stamp(appearance)
     writer = open_incremental(pdf)
     field = _empty_signature_field(writer, field_name)
     _check_lock(field, lock_document=lock_document, certify=certify)
+    fill_text_fields(writer, fill)
     if revocation is not None:
         _embed_revocation(writer, signer, revocation)
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pactvault.store import (
     approval_models,  # noqa: F401  (registers the approval tables)
+    detection_models,  # noqa: F401  (registers detection state, responses, rate limits)
     identity_models,  # noqa: F401  (registers the identity tables)
     ledger_models,  # noqa: F401  (registers the ledger tables)
     ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
@@ -173,6 +174,8 @@ class Signer(Base):
     field_name: Mapped[str] = mapped_column(String(100))
     field_page: Mapped[int] = mapped_column(Integer, default=-1)
     field_box: Mapped[list[float]] = mapped_column(JSON)
+    # The signer's date, text and seal fields (``contracts.fields``), beyond the signature field.
+    extra_fields: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     invitation_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     invitation_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -39,13 +39,49 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from pactvault.platform import Platform
-from pactvault.web.routes import account, factors, home, signin, signup, verify
+from pactvault.web.routes import (
+    account,
+    alerts,
+    approvals,
+    contracts,
+    factors,
+    home,
+    journal,
+    org_review,
+    org_rules,
+    org_tokens,
+    organisation,
+    send,
+    sign,
+    signin,
+    signup,
+    verify,
+)
 from pactvault.web.security import load_web_keys
 
 #: Every router of the pages. Kept apart from the API's ``ROUTERS``: page rules redirect rather
 #: than answer 401, so the API's authorisation matrix does not apply; ``tests/test_web_routes.py``
 #: is their matrix.
-WEB_ROUTERS = (home, signin, factors, account, signup, verify)
+#: The managing pages come last: ``/contracts/{contract_id}`` must not shadow a page with a fixed
+#: path under ``/contracts`` (``/contracts/new``), and routes match in this order.
+WEB_ROUTERS = (
+    home,
+    signin,
+    factors,
+    account,
+    signup,
+    verify,
+    send,
+    sign,
+    organisation,
+    org_rules,
+    org_review,
+    org_tokens,
+    alerts,
+    journal,
+    approvals,
+    contracts,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_MAX_AGE = 3600

@@ -8,11 +8,12 @@ answers exactly like a missing one, and the attempt is audited).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from pactvault.access.decision import cleared, reach
@@ -25,6 +26,7 @@ from pactvault.api.schemas import (
     VoidIn,
 )
 from pactvault.contracts.access import authorize_contract
+from pactvault.contracts.fields import FieldSpec
 from pactvault.contracts.service import SignerSpec
 from pactvault.errors import InvalidInputError, PermissionDeniedError
 from pactvault.store.models import AuditEvent
@@ -93,6 +95,9 @@ async def create_contract(
                 box=s.box,
                 phone=s.phone,
                 required_assurance=s.required_assurance,
+                fields=tuple(
+                    FieldSpec(f.kind, f.page, f.box, f.required, f.label) for f in s.fields
+                ),
             )
             for s in meta.signers
         ],
@@ -111,10 +116,22 @@ def list_contracts(
     platform: PlatformDep,
     who: Reader,
     status: str | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    party: Annotated[str | None, Query(max_length=200)] = None,
+    classification: str | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ContractPage:
-    """Contracts the caller may read: all of the organisation's, or those they created or sign."""
+    """Contracts the caller may read, newest first: all of the organisation's up to the caller's
+    clearance (``contract.read.all``), or those they created, sign or approve (``.own``).
+
+    Filters: ``search`` (title, a signer's name or email), ``party`` (a signer's name, email or
+    organisation), ``classification``, ``created_from`` ≤ creation < ``created_before`` (ISO 8601
+    with a timezone). A contract classified above the caller's clearance is left out unless they
+    created or sign it — a list must not show the titles of what its reader may not open.
+    """
     scope = reach(who.principal, "contract.read")
     items, total = platform.contracts.list(
         who.org_id,
@@ -122,6 +139,13 @@ def list_contracts(
         limit=limit,
         offset=offset,
         involving_user=who.user_id if scope == "own" else None,
+        search=search,
+        party=party,
+        classification=classification,
+        created_from=created_from,
+        created_before=created_before,
+        clearance=who.principal.clearance,
+        viewer_user_id=who.user_id,
     )
     return ContractPage(
         items=[ContractOut.of(c) for c in items], total=total, limit=limit, offset=offset
@@ -149,6 +173,30 @@ def void_contract(
     authorize(platform, who, "contract.void", contract_id)
     platform.contracts.void(who.actor, who.org_id, contract_id, body.reason)
     return ContractOut.of(platform.contracts.get(who.org_id, contract_id))
+
+
+class RemindOut(BaseModel):
+    """Whom a reminder reached. Signing links go only to the signers, never in this answer."""
+
+    contract_id: str
+    reminded_signer_ids: list[str]
+    #: Signers still to sign who were sent a link less than an hour ago, so not reminded now.
+    not_yet_signer_ids: list[str]
+
+
+@router.post("/{contract_id}/remind", response_model=RemindOut)
+def remind_signers(contract_id: str, platform: PlatformDep, who: Sender) -> RemindOut:
+    """Send a new signing link to every signer whose turn it is (the old link stops working).
+
+    Each signer can be reminded once an hour; when none can yet, 429 with ``Retry-After``.
+    """
+    authorize(platform, who, "contract.send", contract_id)
+    done = platform.contracts.remind(who.actor, who.org_id, contract_id)
+    return RemindOut(
+        contract_id=done.contract_id,
+        reminded_signer_ids=list(done.reminded),
+        not_yet_signer_ids=list(done.not_yet),
+    )
 
 
 @router.get(

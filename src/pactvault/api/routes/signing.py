@@ -120,6 +120,7 @@ def sign(body: SignIn, request: Request, platform: PlatformDep, token: Token) ->
             image=image,
             locale=body.locale,
             stepup_challenge_id=body.stepup_challenge_id,
+            field_values=body.field_values or {},
         ),
     )
     return SignatureOut(

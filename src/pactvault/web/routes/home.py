@@ -17,9 +17,11 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 LANG_COOKIE_AGE = 365 * 24 * 3600
 
-#: The sections the navigation shows; each lands on a "coming next" page until it is built.
-#: Whoever builds one replaces its placeholder route below with the real router.
+#: The sections the navigation shows (home page tiles).
 SECTIONS = ("contracts", "approvals", "organisation")
+#: Sections that land on a "coming next" page until they are built. Whoever builds one takes it
+#: out of here and adds the real router (contracts, approvals, organisation: ``web/routes``).
+COMING_NEXT: tuple[str, ...] = ()
 
 
 @router.get("/", dependencies=[PAGE_PUBLIC])
@@ -74,5 +76,5 @@ def _coming_next(section: str):  # type: ignore[no-untyped-def]
     return page
 
 
-for _section in SECTIONS:
+for _section in COMING_NEXT:
     router.add_api_route(f"/{_section}", _coming_next(_section), methods=["GET"])
