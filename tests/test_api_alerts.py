@@ -343,6 +343,10 @@ def test_session_callers_need_the_csrf_token_to_handle_alerts(world: World) -> N
 # -- the delivery log --------------------------------------------------------------------------
 
 
+def _webhooks(deliveries: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [d for d in deliveries if d["channel"] == "webhook"]
+
+
 def test_the_detail_shows_each_webhook_delivery_and_never_its_url_or_secret(
     world: World,
 ) -> None:
@@ -353,21 +357,24 @@ def test_the_detail_shows_each_webhook_delivery_and_never_its_url_or_secret(
     path = f"{ALERTS}/{alert['id']}"
 
     queued = world.get("admin", path).json()
-    (delivery,) = queued["deliveries"]
+    (delivery,) = _webhooks(queued["deliveries"])
     assert delivery["endpoint"] == "default" and delivery["channel"] == "webhook"
+    # The administrators who may read alerts are told by email too, named by user id only.
+    mails = [d for d in queued["deliveries"] if d["channel"] == "email"]
+    assert mails and all(d["endpoint"].startswith("user:") for d in mails)
     assert delivery["status"] == "pending" and delivery["attempts"] == 0
     assert delivery["next_attempt_at"] is not None and delivery["last_error"] is None
 
     world.receiver.statuses = [503]
     assert world.platform.alerts.deliver_pending().retrying == 1
-    (failed_once,) = world.get("admin", path).json()["deliveries"]
+    (failed_once,) = _webhooks(world.get("admin", path).json()["deliveries"])
     assert failed_once["status"] == "pending" and failed_once["attempts"] == 1
     assert (failed_once["last_status_code"], failed_once["last_error"]) == (503, "HTTP 503")
     next_try = datetime.fromisoformat(failed_once["next_attempt_at"])
     assert next_try > datetime.fromisoformat(failed_once["last_attempt_at"])
 
     assert world.platform.alerts.deliver_pending(next_try).delivered == 1
-    (done,) = world.get("admin", path).json()["deliveries"]
+    (done,) = _webhooks(world.get("admin", path).json()["deliveries"])
     assert done["status"] == "delivered" and done["attempts"] == 2
     assert done["next_attempt_at"] is None and done["delivered_at"] is not None
     assert done["id"] == delivery["id"]

@@ -95,6 +95,10 @@ class Settings:
     #: Where alerts are POSTed (Standard Webhooks, HMAC-SHA256 with ``alert_webhook_secret``).
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
+    #: Operator addresses for platform-wide alerts (an organisation's alerts go to its members
+    #: who may read alerts), and the lowest severity that is emailed at all.
+    alert_emails: tuple[str, ...] = ()
+    alert_email_min_severity: str = "warning"
     integrity_interval_hours: int = 24
     #: Logs this instance witnesses (c2sp.org/tlog-witness): their C2SP verifier keys.
     witness_logs: tuple[str, ...] = ()
@@ -160,6 +164,10 @@ class Settings:
             invitation_days=_int_env(env, "PACTVAULT_INVITATION_DAYS", cls.invitation_days),
             alert_webhook_url=env.get("PACTVAULT_ALERT_WEBHOOK_URL") or None,
             alert_webhook_secret=env.get("PACTVAULT_ALERT_WEBHOOK_SECRET") or None,
+            alert_emails=_split_env(env, "PACTVAULT_ALERT_EMAILS", r"[\s,]+"),
+            alert_email_min_severity=(
+                env.get("PACTVAULT_ALERT_EMAIL_MIN_SEVERITY") or cls.alert_email_min_severity
+            ),
             integrity_interval_hours=_int_env(
                 env, "PACTVAULT_INTEGRITY_INTERVAL_HOURS", cls.integrity_interval_hours
             ),

@@ -93,7 +93,15 @@ class Platform:
             if settings.alert_webhook_url and settings.alert_webhook_secret
             else []
         )
-        self.alerts = AlertService(self.db, self.access, hooks)
+        self.alerts = AlertService(
+            self.db,
+            self.access,
+            hooks,
+            mailer=self.mailer,
+            operator_emails=settings.alert_emails,
+            email_min_severity=settings.alert_email_min_severity,
+            public_url=settings.public_url,
+        )
         # Detection rules on the audit journal, automatic responses, shared rate limits, metrics
         # (monitor/); sessions and MFA are built in _open_identity, hence the late binding.
         self.monitor = SecurityMonitor(

@@ -57,7 +57,10 @@ class DeliveryOut(BaseModel):
 
     id: str = Field(description="Sent as the webhook-id header; the same on every retry")
     channel: str
-    endpoint: str = Field(description="The configured endpoint's name (not its URL)")
+    endpoint: str = Field(
+        description="webhook: the configured endpoint's name (not its URL); email: "
+        "user:<user id> or operator:<n> (never the address)"
+    )
     status: str = Field(description="pending, delivered or failed (given up)")
     attempts: int
     last_attempt_at: datetime | None

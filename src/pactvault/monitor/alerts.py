@@ -1,4 +1,4 @@
-"""Alerts: stored, de-duplicated, shown to the right administrators, delivered to webhooks.
+"""Alerts: stored, de-duplicated, shown to the right administrators, sent by email and webhooks.
 
 Anything that detects a security problem (the integrity auditor now, detection rules later)
 calls :meth:`AlertService.raise_alert`. One *problem* is one alert: its fingerprint is computed
@@ -6,10 +6,12 @@ from the kind, the organisation and the ``subject`` (the exact object ids), and 
 with that fingerprint is not resolved, raising it again only bumps ``count``/``last_seen_at``
 (the database enforces this through the unique ``open_fingerprint``; see ``monitor_models``).
 
-Raising never touches the network: a new alert and one outbox row per configured webhook commit
-in one transaction, and :meth:`AlertService.deliver_pending` (called by the maintenance loop)
-sends them later with retries and exponential back-off. Every change — raised, repeated,
-acknowledged, resolved, delivered, given up — is written to the audit journal.
+Raising never touches the network: a new alert and one outbox row per configured webhook and per
+email recipient (``monitor.alert_mail``: the organisation's alert readers, or the operator's
+addresses for platform-wide alerts; from ``email_min_severity`` up) commit in one transaction,
+and :meth:`AlertService.deliver_pending` (called by the maintenance loop) sends them later with
+retries and exponential back-off. Every change — raised, repeated, acknowledged, resolved,
+delivered, given up — is written to the audit journal.
 
 Who sees what: an organisation's administrators (permission ``ALERT_READ``) see the alerts
 about their organisation's objects; platform-wide alerts (``org_id`` None: the ledger, the
@@ -41,7 +43,9 @@ from pactvault.audit.journal import Actor, record
 from pactvault.canonical import canonical_json
 from pactvault.errors import ConflictError, InvalidInputError, NotFoundError
 from pactvault.identity.principal import Principal
+from pactvault.monitor import alert_mail
 from pactvault.monitor.webhooks import WebhookEndpoint, WebhookSender
+from pactvault.notify import Mailer
 from pactvault.store.base import utcnow
 from pactvault.store.db import Database
 from pactvault.store.monitor_models import (
@@ -161,7 +165,13 @@ class AlertService:
         retry_base: timedelta = timedelta(seconds=30),
         retry_cap: timedelta = timedelta(hours=6),
         claim_for: timedelta = timedelta(minutes=2),
+        mailer: Mailer | None = None,
+        operator_emails: Sequence[str] = (),
+        email_min_severity: str = "warning",
+        public_url: str = "http://localhost",
     ) -> None:
+        if email_min_severity not in SEVERITIES:
+            raise InvalidInputError(f"email severity must be one of {', '.join(SEVERITIES)}")
         names = [w.name for w in webhooks]
         if len(set(names)) != len(names):
             raise InvalidInputError("webhook endpoint names must be unique")
@@ -177,6 +187,10 @@ class AlertService:
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._claim_for = claim_for
+        self._mailer = mailer
+        self._operator_emails = tuple(operator_emails)
+        self._email_from = SEVERITIES.index(email_min_severity)
+        self._public_url = public_url
 
     # -- raising -----------------------------------------------------------------------------
 
@@ -285,7 +299,8 @@ class AlertService:
             return RaisedAlert(alert, created=True)
 
     def _queue(self, session: Session, alert: Alert, now: datetime) -> None:
-        if not self._webhooks:
+        recipients = self._email_recipients(session, alert)
+        if not self._webhooks and not recipients:
             return
         body = canonical_json(
             {
@@ -301,12 +316,14 @@ class AlertService:
                 },
             }
         ).decode("utf-8")
-        for name in sorted(self._webhooks):
+        targets = [("webhook", name) for name in sorted(self._webhooks)]
+        targets += [(alert_mail.EMAIL_CHANNEL, endpoint) for endpoint in recipients]
+        for channel, endpoint in targets:
             session.add(
                 AlertDelivery(
                     alert_id=alert.id,
-                    channel="webhook",
-                    endpoint=name,
+                    channel=channel,
+                    endpoint=endpoint,
                     payload=body,
                     status="pending",
                     attempts=0,
@@ -315,6 +332,15 @@ class AlertService:
                 )
             )
         session.flush()
+
+    def _email_recipients(self, session: Session, alert: Alert) -> list[str]:
+        """Who is written to about a new alert: endpoints, never addresses (see alert_mail)."""
+        if self._mailer is None or SEVERITIES.index(alert.severity) < self._email_from:
+            return []
+        if alert.org_id is None:
+            return [alert_mail.operator_endpoint(i) for i in range(len(self._operator_emails))]
+        readers = alert_mail.alert_readers(session, alert.org_id)
+        return [alert_mail.user_endpoint(user_id) for user_id in readers]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -630,7 +656,10 @@ class AlertService:
             if claimed is None:
                 continue
             stats.attempted.append(delivery_id)
-            endpoint_name, payload = claimed
+            channel, endpoint_name, payload = claimed
+            if channel == alert_mail.EMAIL_CHANNEL:
+                self._send_email(delivery_id, attempts, now, endpoint_name, payload, stats)
+                continue
             endpoint = self._webhooks.get(endpoint_name)
             if endpoint is None:
                 self._finish(delivery_id, attempts + 1, now, None, "endpoint no longer configured")
@@ -654,6 +683,40 @@ class AlertService:
                 stats.retrying += 1
         return stats
 
+    def _send_email(
+        self,
+        delivery_id: str,
+        attempts: int,
+        now: datetime,
+        endpoint: str,
+        payload: str,
+        stats: DeliveryStats,
+    ) -> None:
+        alert = json.loads(payload)["alert"]
+        with self._db.read() as session:
+            address = alert_mail.recipient_address(
+                session, endpoint, alert.get("org_id"), self._operator_emails
+            )
+        if address is None or self._mailer is None:
+            # Left the organisation, lost the permission, or mail is no longer configured.
+            self._finish(delivery_id, attempts + 1, now, None, "recipient may no longer be told")
+            stats.failed += 1
+            return
+        try:
+            message = alert_mail.alert_message(address, alert, self._public_url, delivery_id)
+            self._mailer.send(message)
+        except Exception as exc:  # any mail failure is retried, then given up
+            error = f"mail not sent: {type(exc).__name__}"
+            if attempts + 1 >= self._max_attempts:
+                self._finish(delivery_id, attempts + 1, now, None, error)
+                stats.failed += 1
+            else:
+                self._retry(delivery_id, attempts + 1, now, None, error)
+                stats.retrying += 1
+            return
+        self._finish(delivery_id, attempts + 1, now, None, None)
+        stats.delivered += 1
+
     def _sender_instance(self) -> WebhookSender:
         if self._sender is None:
             self._sender = WebhookSender()
@@ -666,7 +729,9 @@ class AlertService:
             self._sender.close()
             self._sender = None
 
-    def _claim(self, delivery_id: str, attempts: int, now: datetime) -> tuple[str, str] | None:
+    def _claim(
+        self, delivery_id: str, attempts: int, now: datetime
+    ) -> tuple[str, str, str] | None:
         with self._db.write() as session:
             claimed = session.execute(
                 update(AlertDelivery)
@@ -685,7 +750,7 @@ class AlertService:
                 return None
             row = session.get(AlertDelivery, delivery_id)
             assert row is not None
-            return row.endpoint, row.payload
+            return row.channel, row.endpoint, row.payload
 
     def _retry(
         self, delivery_id: str, attempts: int, now: datetime, code: int | None, error: str | None

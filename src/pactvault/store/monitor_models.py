@@ -85,7 +85,7 @@ class AlertDelivery(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_id)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(16))  # webhook (email later)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email (monitor/alert_mail.py)
     endpoint: Mapped[str] = mapped_column(String(64))  # the configured endpoint's name
     #: The exact bytes that are signed and sent (canonical JSON; ids and hashes only).
     payload: Mapped[str] = mapped_column(Text)
