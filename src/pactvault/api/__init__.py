@@ -1,1 +1,4 @@
 """api layer."""
+
+# Path convertors must exist before any route module compiles its paths.
+from pactvault.api import query as _query  # noqa: F401

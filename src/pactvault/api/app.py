@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from pactvault import __version__
-from pactvault.api import middleware, problems
+from pactvault.api import middleware, openapi, problems
 from pactvault.api.middleware import guard as monitor_middleware
 from pactvault.api.routes import (
     admin,
@@ -166,6 +166,7 @@ def create_app(
     )
     app.state.platform = platform
     problems.install(app)
+    openapi.install(app)  # errors documented as problem+json on every operation
 
     # Metrics, then blocks and rate limits before routing (api/middleware/guard.py): inside
     # the hygiene middleware, so refusals still get its headers, request id and log line.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pactvault.access.roles import RoleInfo
 from pactvault.identity.people import InvitationInfo, MemberInfo
@@ -241,7 +241,7 @@ class ChannelSetupOut(BaseModel):
 
 
 class MfaPolicyIn(Strict):
-    require_mfa: bool
+    require_mfa: StrictBool
 
 
 class MfaPolicyOut(BaseModel):

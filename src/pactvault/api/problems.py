@@ -12,12 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pactvault.errors import PactvaultError
 
 log = logging.getLogger("pactvault.api")
 PROBLEM_BASE = "https://pactvault.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def problem(
@@ -45,14 +47,31 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path, for a 405's ``Allow`` header.
+
+    FastAPI registers one route per method, and Starlette names only the first route that
+    matched the path; a client must learn all of them (RFC 9110 §15.5.6). Each method is tried
+    against the router as a request with that method would be.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PactvaultError)
     async def _pactvault_error(request: Request, exc: PactvaultError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), exc)
-        return problem(
-            request, exc.status, exc.slug, exc.title, exc.detail, headers=exc.headers()
-        )
+        return problem(request, exc.status, exc.slug, exc.title, exc.detail, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -79,8 +98,11 @@ def install(app: FastAPI) -> None:
             415: "unsupported-media-type",
         }.get(exc.status_code, "http-error")
         detail = str(exc.detail)
-        # Keep the exception's headers (405's Allow): they are part of the answer.
-        return problem(request, exc.status_code, slug, detail, detail, headers=exc.headers)
+        # Keep the exception's headers: they are part of the answer.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem(request, exc.status_code, slug, detail, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pactvault.identity.tokens import TokenInfo
 from pactvault.store.models import AuditEvent, Contract, DocumentRevision, Signer
@@ -28,7 +28,7 @@ class FieldIn(BaseModel):
     box: tuple[float, float, float, float] | None = Field(
         default=None, description="x1, y1, x2, y2 in PDF points; required except for signature"
     )
-    required: bool = Field(default=True, description="A text or seal field may be optional")
+    required: StrictBool = Field(default=True, description="A text or seal field may be optional")
     label: str | None = Field(
         default=None, max_length=64, description="What to type, shown to the signer"
     )
@@ -81,7 +81,7 @@ class ContractMetadata(BaseModel):
     message: str | None = Field(default=None, max_length=4000)
     expires_at: datetime | None = None
     signers: list[SignerIn] = Field(min_length=1, max_length=50)
-    send: bool = Field(default=False, description="Send immediately after creating")
+    send: StrictBool = Field(default=False, description="Send immediately after creating")
     classification: Classification = Field(
         default="internal", description="Data classification level (分类分级)"
     )
@@ -204,7 +204,7 @@ class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of what you read")
-    consent: bool = Field(description="Must be true: you agree to sign electronically")
+    consent: StrictBool = Field(description="Must be true: you agree to sign electronically")
     consent_text: str | None = Field(default=None, max_length=4000)
     reason: str | None = Field(default=None, max_length=200)
     signature_image_base64: str | None = Field(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pactvault.monitor.rules.catalog import RuleDef
 from pactvault.monitor.rules.settings import RuleChange, RuleSettings
@@ -58,7 +58,7 @@ class RuleChangeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     threshold: int | None = Field(default=None, ge=0, le=1_000_000)
     window_minutes: int | None = Field(default=None, ge=1, le=1440)
     actions: list[str] | None = Field(default=None, max_length=4)

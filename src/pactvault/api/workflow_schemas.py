@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pactvault.contracts.approval_rules import (
     AmountThreshold,
@@ -47,7 +47,7 @@ class AmountIn(Strict):
 class ConditionIn(Strict):
     """Holds if any clause holds: always, a classification level reached, an amount reached."""
 
-    always: bool = False
+    always: StrictBool = False
     min_classification: Level | None = None
     amounts: list[AmountIn] = Field(default_factory=list, max_length=20)
 
@@ -84,7 +84,7 @@ class StepIn(Strict):
 
 class RuleIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
+    enabled: StrictBool = True
     condition: ConditionIn
     steps: list[StepIn] = Field(min_length=1, max_length=10)
 
@@ -101,7 +101,7 @@ class RulePatch(Strict):
     """Change some parts of a rule; ``expected_version`` refuses to overwrite unseen changes."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     condition: ConditionIn | None = None
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=10)
     expected_version: int | None = Field(default=None, ge=1)

@@ -8,7 +8,6 @@ platform-wide alerts are the instance operator's, handled with ``pactvault alert
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -20,6 +19,7 @@ from pactvault.api.alert_schemas import (
     AlertPageOut,
 )
 from pactvault.api.deps import Caller, PlatformDep, allow
+from pactvault.api.query import IsoDateTime, Offset
 from pactvault.monitor.alerts import ALERT_MANAGE_PERMISSION, ALERT_READ_PERMISSION
 
 router = APIRouter(prefix="/api/v1/org/alerts", tags=["alerts"])
@@ -43,11 +43,11 @@ def list_alerts(
         Query(max_length=66, description="One kind, or a prefix: integrity.*"),
     ] = None,
     since: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="Raised or seen again at or after this time (with a time zone)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AlertPageOut:
     """The organisation's alerts, newest first, with the number matching the filters."""
     page = platform.alerts.alert_page(

@@ -169,7 +169,7 @@ def list_sessions(who: AnyCaller, platform: PlatformDep) -> list[SessionInfoOut]
     return [SessionInfoOut.of(s) for s in platform.sessions.list_sessions(who.principal)]
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete("/sessions/{session_id:uuid_text}", status_code=204)
 def revoke_session(session_id: str, who: AnyCaller, platform: PlatformDep) -> None:
     """End one of the caller's sessions; anyone else's id answers as not found."""
     _session_only(who, platform, "session.revoke")

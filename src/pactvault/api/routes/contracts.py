@@ -8,7 +8,6 @@ answers exactly like a missing one, and the attempt is audited).
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -18,6 +17,7 @@ from sqlalchemy import select
 
 from pactvault.access.decision import cleared, reach
 from pactvault.api.deps import Caller, PlatformDep, allow, read_upload
+from pactvault.api.query import MAX_INDEX, IsoDateTime, Offset
 from pactvault.api.schemas import (
     AuditEventOut,
     ContractMetadata,
@@ -119,10 +119,10 @@ def list_contracts(
     search: Annotated[str | None, Query(max_length=200)] = None,
     party: Annotated[str | None, Query(max_length=200)] = None,
     classification: str | None = None,
-    created_from: datetime | None = None,
-    created_before: datetime | None = None,
+    created_from: IsoDateTime | None = None,
+    created_before: IsoDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ContractPage:
     """Contracts the caller may read, newest first: all of the organisation's up to the caller's
     clearance (``contract.read.all``), or those they created, sign or approve (``.own``).
@@ -208,7 +208,7 @@ def download_document(
     contract_id: str,
     platform: PlatformDep,
     who: Reader,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> Response:
     """The latest revision (or ``version``), decrypted. Every download is audited."""
     authorize(platform, who, "contract.read", contract_id)

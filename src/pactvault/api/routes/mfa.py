@@ -135,7 +135,7 @@ def register_passkey(
     )
 
 
-@router.delete("/me/mfa/passkeys/{passkey_id}", status_code=204)
+@router.delete("/me/mfa/passkeys/{passkey_id:uuid_text}", status_code=204)
 def remove_passkey(passkey_id: str, me: Me, platform: PlatformDep) -> None:
     principal = _session_principal(me, platform, "mfa.passkey-remove")
     platform.mfa.remove_passkey(principal, passkey_id, me.actor)

@@ -6,7 +6,6 @@ permission so the rule is visible in the route table and refused before any work
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -26,6 +25,7 @@ from pactvault.api.identity_schemas import (
     SigningPolicyOut,
     UnlockOut,
 )
+from pactvault.api.query import IsoDateTime, SequenceAfter
 from pactvault.api.schemas import AuditEventOut
 from pactvault.errors import InvalidInputError
 from pactvault.identity.people import NewAccount
@@ -114,7 +114,7 @@ def pending_invitations(who: Inviter, platform: PlatformDep) -> list[InvitationO
     return [InvitationOut.of(i) for i in platform.people.pending_invitations(who.principal)]
 
 
-@router.delete("/invitations/{invitation_id}", status_code=204)
+@router.delete("/invitations/{invitation_id:uuid_text}", status_code=204)
 def revoke_invitation(invitation_id: str, who: Inviter, platform: PlatformDep) -> None:
     platform.people.revoke_invitation(who.principal, invitation_id, who.actor)
 
@@ -170,10 +170,10 @@ def delete_role(key: str, who: RoleManager, platform: PlatformDep) -> None:
 def audit_journal(
     who: AuditReader,
     platform: PlatformDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: SequenceAfter = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
+    since: IsoDateTime | None = None,
 ) -> list[AuditEventOut]:
     """The organisation's entries of the hash-chained journal, oldest first, paged by ``seq``."""
     query = select(AuditEvent).where(

@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from pactvault.api.deps import AnyCaller, Caller, PlatformDep, allow
+from pactvault.api.query import Offset
 from pactvault.api.security_schemas import (
     LiftIn,
     ResponseOut,
@@ -75,7 +76,7 @@ def list_responses(
     platform: PlatformDep,
     active: Annotated[bool, Query(description="Only those in force now")] = True,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ResponsePageOut:
     """Automatic responses about the organisation, newest first."""
     page = platform.monitor.responses.page(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from pactvault.api.deps import PUBLIC, PlatformDep
-from pactvault.errors import InvalidInputError, PayloadTooLargeError
+from pactvault.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 
 router = APIRouter(tags=["trust"], dependencies=[PUBLIC])
 MAX_PROTOCOL_REQUEST = 64 * 1024
@@ -34,7 +34,7 @@ def root_pem(platform: PlatformDep) -> Response:
 @router.get("/pki/{name}.crt", response_class=Response)
 def certificate(name: str, platform: PlatformDep) -> Response:
     if name not in ("root", "issuing", "tsa", "ocsp", "seal"):
-        return Response(status_code=404)
+        raise NotFoundError("certificate not found")
     with platform.db.read() as session:
         der = platform.ca.certificate(session, name).public_bytes(serialization.Encoding.DER)
     return Response(der, media_type="application/pkix-cert")

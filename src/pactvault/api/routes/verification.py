@@ -21,6 +21,7 @@ from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import Response
 
 from pactvault.api.deps import AnyCaller, Caller, PlatformDep, allow, read_upload
+from pactvault.api.query import Offset
 from pactvault.api.workflow_schemas import (
     OwnVerificationOut,
     ProviderOut,
@@ -168,7 +169,7 @@ def list_verifications(
     platform: PlatformDep,
     status: Literal["pending", "verified", "rejected", "expired"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[VerificationOut]:
     """The organisation's checks, newest first; no personal data (open one to review it)."""
     items = platform.verification.list_for_review(
