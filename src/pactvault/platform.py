@@ -33,6 +33,7 @@ from pactvault.identity.mfa.otp import EmailCodeSender, SmsCodeSender
 from pactvault.identity.mfa.passkeys import RelyingParty
 from pactvault.identity.mfa.service import MfaService
 from pactvault.identity.mfa.stepup import StepUpService
+from pactvault.identity.notices import SecurityNotices
 from pactvault.identity.passwords import PasswordHasher, PasswordPolicy
 from pactvault.identity.people import PeopleService
 from pactvault.identity.personal_data import PersonalDataService
@@ -144,6 +145,8 @@ class Platform:
         self.backups = BackupService(
             settings, self.db, self.blob_store, self.keys, key_store, self.alerts
         )
+        # Emails to a person whose account protection changed, read from the audit journal.
+        self.notices = SecurityNotices(self.db, self.mailer, settings.public_url)
         self.approvals = ApprovalService(self.db, self.access)
         self.signing_policy = SigningPolicyService(self.db, self.access)
         self.personal_data = PersonalDataService(self.db, self.keys, self.access)

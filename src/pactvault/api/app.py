@@ -93,6 +93,9 @@ def run_maintenance(platform: Platform) -> None:
     pruned = platform.login.prune_throttles()
     if pruned:
         log.info("pruned %d stale sign-in throttle record(s)", pruned)
+    noticed = platform.notices.run_due()
+    if noticed:
+        log.info("sent %d security notice(s)", noticed)
     forgotten = platform.monitor.prune()
     if forgotten:
         log.info("pruned %d expired detection observation(s) and rate counter(s)", forgotten)
