@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse
 from pactvault import __version__
 from pactvault.api import middleware, openapi, problems
 from pactvault.api.middleware import guard as monitor_middleware
+from pactvault.api.middleware.idempotency import IdempotencyKeys
+from pactvault.api.middleware.idempotency import prune as prune_idempotency_keys
 from pactvault.api.routes import (
     admin,
     alerts,
@@ -93,6 +95,9 @@ def run_maintenance(platform: Platform) -> None:
     pruned = platform.login.prune_throttles()
     if pruned:
         log.info("pruned %d stale sign-in throttle record(s)", pruned)
+    expired = prune_idempotency_keys(platform.db)
+    if expired:
+        log.info("forgot %d expired idempotency key(s)", expired)
     noticed = platform.notices.run_due()
     if noticed:
         log.info("sent %d security notice(s)", noticed)
@@ -173,6 +178,8 @@ def create_app(
 
     # Metrics, then blocks and rate limits before routing (api/middleware/guard.py): inside
     # the hygiene middleware, so refusals still get its headers, request id and log line.
+    # Retried POSTs with an Idempotency-Key get the first answer (innermost: after the guard).
+    app.add_middleware(IdempotencyKeys, db=platform.db)
     monitor_middleware.install(app, platform.monitor)
     # Request ids, body limits, content types, deadline, security headers, access log: keep it
     # the last middleware added (the outermost), see api/middleware/__init__.py.

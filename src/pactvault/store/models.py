@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from pactvault.store import (
     approval_models,  # noqa: F401  (registers the approval tables)
     detection_models,  # noqa: F401  (registers detection state, responses, rate limits)
+    idempotency_models,  # noqa: F401  (registers stored answers to retried POSTs)
     identity_models,  # noqa: F401  (registers the identity tables)
     ledger_models,  # noqa: F401  (registers the ledger tables)
     ledger_ops_models,  # noqa: F401  (registers the ledger operation tables)
