@@ -124,7 +124,7 @@ def test_an_answer_holding_a_secret_is_never_stored(
     assert any(not row.replayable for row in rows)
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "a,b;c=\"d\" e"])
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", 'a,b;c="d" e'])
 def test_a_malformed_key_is_refused_before_anything_runs(
     client: TestClient, admin: dict[str, str], sqlite_platform: Platform, key: str
 ) -> None:
@@ -148,3 +148,20 @@ def test_a_failed_first_attempt_is_not_replayed_and_keys_expire(
     assert prune(sqlite_platform.db, utcnow() + KEEP_FOR + timedelta(minutes=1)) >= 1
     with sqlite_platform.db.read() as s:
         assert s.execute(select(func.count()).select_from(IdempotencyRecord)).scalar_one() == 0
+
+
+def test_a_first_request_that_died_in_flight_frees_its_key(
+    client: TestClient, admin: dict[str, str], sqlite_platform: Platform
+) -> None:
+    keyed = {**admin, "Idempotency-Key": "crashed-once"}
+    assert _create(client, keyed).status_code == 201
+    with sqlite_platform.db.write() as s:  # as if the process died before storing the answer
+        row = s.execute(select(IdempotencyRecord)).scalar_one()
+        row.state, row.body, row.status_code = "in-flight", None, None
+    busy = _create(client, keyed)
+    assert busy.status_code == 409 and busy.headers["retry-after"] == "1"
+    with sqlite_platform.db.write() as s:
+        row = s.execute(select(IdempotencyRecord)).scalar_one()
+        row.created_at = utcnow() - timedelta(minutes=16)
+    retried = _create(client, keyed)
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers

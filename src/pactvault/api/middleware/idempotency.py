@@ -8,7 +8,8 @@ created; with ``Idempotency-Key: <their id for the operation>`` it simply sends 
   scopes the key and is never stored itself;
 * the same key and the same request again: the stored answer, with ``Idempotent-Replayed: true``;
 * the same key with a different request (method, path, query, content type or body): ``422``;
-* the same key while the first request still runs: ``409`` (try again shortly);
+* the same key while the first request still runs: ``409`` (try again shortly) — unless the
+  first died with its process (in flight for over 15 minutes), then the retry runs;
 * a first answer of ``5xx`` is not kept: the retry runs again.
 
 An answer that carries a secret shown once (an API token, recovery codes, a TOTP secret, a
@@ -38,6 +39,8 @@ __all__ = ["HEADER", "KEEP_FOR", "IdempotencyKeys", "prune"]
 
 HEADER = b"idempotency-key"
 KEEP_FOR = timedelta(hours=24)
+#: Far longer than any request may run (``request_timeout_seconds``), uploads included.
+ABANDONED = timedelta(minutes=15)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 #: Response fields that hold something shown once: such answers are never stored.
 _SECRET_FIELDS = re.compile(
@@ -152,8 +155,14 @@ class IdempotencyKeys:
         now = self.clock()
         with self.db.write() as session:
             row = session.get(IdempotencyRecord, key_hash)
-            if row is not None and row.created_at + KEEP_FOR <= now:
-                session.delete(row)  # expired: the key is free again
+            expired = row is not None and row.created_at + KEEP_FOR <= now
+            # A first request still "in flight" long after any request could have finished died
+            # with its process (its transaction rolled back): the key may be used again.
+            abandoned = (
+                row is not None and row.state == "in-flight" and row.created_at + ABANDONED <= now
+            )
+            if row is not None and (expired or abandoned):
+                session.delete(row)
                 session.flush()
                 row = None
             if row is not None:
